@@ -1,0 +1,33 @@
+"""Sphinx extension used by `book/_config.yml`: no chapter is ever rendered empty.
+
+When a reader runs `jupyter-book build book/` by hand, chapters that papermill has not
+executed yet are executed first (profile from `MRI3DCNN_PROFILE`, default `quick`), and
+every chapter is checked to hold outputs. MathJax is copied in for offline math.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+
+from .runner import ChapterError, check_executed, execute_book, install_mathjax, toc_chapters
+
+
+def _ensure_chapters(app: Sphinx, config) -> None:
+    book = Path(app.srcdir)
+    root = book.parent
+    try:
+        install_mathjax(root)
+        execute_book(os.environ.get("MRI3DCNN_PROFILE", "quick"), only_missing=True, root=root)
+        for name in toc_chapters(root):
+            check_executed(book / "chapters" / f"{name}.ipynb")
+    except ChapterError as err:
+        raise ExtensionError(str(err)) from err
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", _ensure_chapters)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

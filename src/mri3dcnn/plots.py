@@ -1,0 +1,145 @@
+"""Figures shared by the chapters: seaborn for tables of numbers, nilearn for brains.
+
+Functions take computed results and return a matplotlib Figure; nothing here computes a
+statistic the chapters report.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .volumes import to_image
+
+sns.set_theme(context="notebook", style="whitegrid")
+MAP_LABELS = {"gm": "grey matter", "wm": "white matter", "fa": "FA", "md": "MD"}
+
+
+def cohort_overview(participants: pd.DataFrame) -> plt.Figure:
+    """Subjects per site and group, and the age distribution per group."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    sns.countplot(data=participants, x="site", hue="group", ax=axes[0])
+    axes[0].set_title("Subjects per site")
+    if "age" in participants:
+        sns.histplot(data=participants, x="age", hue="group", element="step", ax=axes[1])
+        axes[1].set_title("Age")
+    fig.tight_layout()
+    return fig
+
+
+def subject_maps(volumes: dict[str, np.ndarray], grid_mm: float, title: str,
+                 cut=(0, 14, 8)) -> plt.Figure:
+    """One subject's maps, one row each, at the same cut."""
+    from nilearn import plotting
+
+    fig, axes = plt.subplots(len(volumes), 1, figsize=(9, 2.3 * len(volumes)))
+    axes = np.atleast_1d(axes)
+    for ax, (m, vol) in zip(axes, volumes.items(), strict=True):
+        plotting.plot_img(to_image(vol, grid_mm), cut_coords=cut, axes=ax, cmap="gray",
+                          title=f"{title}: {MAP_LABELS.get(m, m)}", colorbar=True,
+                          black_bg=True, draw_cross=False)
+    return fig
+
+
+def planted_regions(masks: dict, background: np.ndarray, grid_mm: float) -> plt.Figure:
+    """The ground-truth regions over the mean grey-matter map."""
+    from nilearn import plotting
+
+    labels = np.zeros(background.shape, np.int16)
+    for k, img in enumerate(masks.values(), start=1):
+        labels[np.asarray(img.dataobj) > 0] = k
+    fig = plt.figure(figsize=(10, 3.2))
+    plotting.plot_roi(to_image(labels, grid_mm), bg_img=to_image(background, grid_mm),
+                      cut_coords=(0, 14, 6), figure=fig, cmap="tab10", alpha=0.8,
+                      title="Planted regions", draw_cross=False, black_bg=True)
+    return fig
+
+
+def stat_map(tmap: np.ndarray, background: np.ndarray, grid_mm: float, title: str,
+             threshold: float = 3.0) -> plt.Figure:
+    """A statistic map thresholded over a background, with glass-brain projections."""
+    from nilearn import plotting
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6))
+    plotting.plot_stat_map(to_image(tmap, grid_mm), bg_img=to_image(background, grid_mm),
+                           threshold=threshold, cut_coords=(0, 14, 6), axes=axes[0],
+                           title=title, draw_cross=False)
+    plotting.plot_glass_brain(to_image(tmap, grid_mm), threshold=threshold, axes=axes[1],
+                              plot_abs=False, colorbar=True)
+    return fig
+
+
+def qc_overview(qc: pd.DataFrame, participants: pd.DataFrame) -> plt.Figure:
+    """Mean value and correlation to the cohort mean per subject, by site and map."""
+    d = qc.merge(participants[["participant_id", "site", "group"]], on="participant_id")
+    maps = list(d["map"].unique())
+    fig, axes = plt.subplots(2, len(maps), figsize=(3.2 * len(maps), 6), squeeze=False)
+    for j, m in enumerate(maps):
+        sub = d[d["map"] == m]
+        sns.boxplot(data=sub, x="site", y="mean", hue="group", ax=axes[0, j])
+        axes[0, j].set_title(f"{MAP_LABELS.get(m, m)}: mean in brain")
+        sns.stripplot(data=sub, x="site", y="corr_to_mean", hue="outlier", ax=axes[1, j],
+                      palette={False: "tab:blue", True: "tab:red"}, size=3)
+        axes[1, j].set_title("correlation to cohort mean")
+        for ax in axes[:, j]:
+            if ax.get_legend() is not None and j < len(maps) - 1:
+                ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(histories: pd.DataFrame) -> plt.Figure:
+    """Training and validation loss per epoch, one line per fold."""
+    long = histories.melt(id_vars=["fold", "epoch"], value_vars=["loss", "val_loss"],
+                          var_name="curve", value_name="binary cross-entropy")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.lineplot(data=long, x="epoch", y="binary cross-entropy", hue="curve",
+                 units="fold", estimator=None, alpha=0.7, ax=ax)
+    ax.set_title("Learning curves (each line one fold)")
+    return fig
+
+
+def fold_metrics(per_fold: pd.DataFrame, oracle: float | None = None,
+                 metrics=("accuracy", "balanced_accuracy", "auc")) -> plt.Figure:
+    """Metrics per fold as points, with chance and the oracle as lines."""
+    long = per_fold.melt(id_vars=[c for c in per_fold.columns if c not in metrics],
+                         value_vars=list(metrics), var_name="metric")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.stripplot(data=long, x="metric", y="value", hue="set", dodge=True, ax=ax, size=7)
+    ax.axhline(0.5, color="grey", ls="--", label="chance")
+    if oracle is not None:
+        ax.axhline(oracle, color="tab:green", ls=":", label="oracle accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
+                 oracle: float | None = None) -> plt.Figure:
+    """Every model's metric with its 95 % bootstrap CI, cross-validation and independent set."""
+    d = summary.copy()
+    d["label"] = d["model"] + " [" + d["maps"] + "]" + np.where(
+        d["protocol"] == "published", " (published protocol)", "")
+    d = d.sort_values(["set", metric])
+    sets = list(d["set"].unique())
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 0.45 * d["label"].nunique()
+                                                    + 1.5), squeeze=False, sharey=True)
+    order = d[d["set"] == sets[0]].sort_values(metric)["label"].tolist()
+    order += [x for x in d["label"].unique() if x not in order]
+    for ax, s in zip(axes[0], sets, strict=True):
+        sub = d[d["set"] == s].set_index("label").reindex(order)
+        y = np.arange(len(order))
+        ax.errorbar(sub[metric], y, xerr=[sub[metric] - sub[f"{metric}_low"],
+                                          sub[f"{metric}_high"] - sub[metric]],
+                    fmt="o", capsize=3)
+        ax.axvline(0.5, color="grey", ls="--")
+        if oracle is not None:
+            ax.axvline(oracle, color="tab:green", ls=":", label="oracle accuracy")
+            ax.legend(loc="lower right")
+        ax.set_yticks(y, order)
+        ax.set_xlim(0.2, 1.0)
+        ax.set_title(f"{metric.replace('_', ' ')}: {s}")
+    fig.tight_layout()
+    return fig

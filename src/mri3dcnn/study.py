@@ -1,0 +1,107 @@
+"""Study: what every chapter shares (profile, cohort, split plan, arrays, results store).
+
+A chapter starts with `Study.open(profile, cohort_dir, results_dir)`. With no cohort folder
+it uses the profile's synthetic cohort, generating it on first use, so a chapter run on its
+own with papermill works as well as a whole-book build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cohort import MAPS, Cohort
+from .config import Profile, default_paths, get_profile
+from .results import ResultsStore
+from .splits import make_split_plan, save_split_plan
+from .synthetic import generate_cohort, read_truth
+from .volumes import brain_mask, file_hash, load_maps
+
+
+def ensure_synthetic_cohort(profile: str | Profile, out: str | Path | None = None,
+                            progress: bool = True) -> Path:
+    """The profile's default synthetic cohort, generated once."""
+    p = get_profile(profile)
+    out = Path(out) if out else default_paths(p)["cohort"]
+    if not (out / "participants.tsv").exists() or read_truth(out) is None:
+        generate_cohort(out, n_subjects=p.n_subjects, seed=p.cohort_seed, grid_mm=p.grid_mm,
+                        n_sites=p.n_sites, progress=progress)
+    return out
+
+
+def cohort_fingerprint(cohort: Cohort) -> str:
+    """Hash of the participants table and every map file's content."""
+    h = hashlib.sha256((cohort.root / "participants.tsv").read_bytes())
+    for m in cohort.maps:
+        for path in cohort.paths(m):
+            h.update(file_hash(path).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Study:
+    """The shared state of one run of the book."""
+
+    profile: Profile
+    cohort: Cohort
+    plan: pd.DataFrame
+    store: ResultsStore
+    cache_dir: Path
+    truth: dict | None
+    fingerprint: str
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, profile: str | Profile = "quick", cohort_dir: str | Path | None = None,
+             results_dir: str | Path | None = None, maps: tuple[str, ...] = MAPS,
+             progress: bool = False) -> Study:
+        p = get_profile(profile)
+        paths = default_paths(p)
+        if cohort_dir is None:
+            cohort_dir = ensure_synthetic_cohort(p, paths["cohort"], progress=progress)
+        cohort = Cohort.from_bids(cohort_dir, maps)
+        results = Path(results_dir) if results_dir else paths["results"]
+        plan = make_split_plan(cohort.participants, p.n_folds, p.n_repeats, seed=p.cohort_seed)
+        save_split_plan(plan, results / "split_plan.tsv")
+        return cls(profile=p, cohort=cohort, plan=plan, store=ResultsStore(results),
+                   cache_dir=paths["cache"], truth=read_truth(cohort_dir),
+                   fingerprint=cohort_fingerprint(cohort))
+
+    @property
+    def grid_mm(self) -> float:
+        return self.profile.grid_mm
+
+    @property
+    def mask(self) -> np.ndarray:
+        return brain_mask(self.grid_mm)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.cohort.labels
+
+    @property
+    def ids(self) -> list[str]:
+        return self.cohort.subjects
+
+    @property
+    def oracle_accuracy(self) -> float | None:
+        return None if self.truth is None else float(self.truth["oracle_accuracy"])
+
+    @property
+    def context(self) -> dict:
+        """What every result key carries besides the model: cohort, grid and profile."""
+        p = self.profile.as_dict()
+        return {"cohort": self.fingerprint, "grid_mm": self.grid_mm,
+                "profile": {k: p[k] for k in ("name", "n_folds", "n_repeats", "cohort_seed")}}
+
+    def arrays(self, maps: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Maps on the study grid (cached on disk and in memory)."""
+        missing = [m for m in maps if m not in self._arrays]
+        if missing:
+            self._arrays.update(load_maps(self.cohort, missing, self.grid_mm, self.cache_dir,
+                                          progress=False))
+        return {m: self._arrays[m] for m in maps}

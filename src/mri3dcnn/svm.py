@@ -1,0 +1,96 @@
+"""SVM baseline on masked voxels, with nested cross-validation.
+
+Every fitted step (scaling, the choice of C, the classifier) lives in one scikit-learn
+Pipeline fitted on training subjects only; C is chosen by an inner CV inside each outer
+training set, so the held-out fold never influences the model that predicts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from .results import Record, ResultsStore
+from .splits import iter_folds
+
+
+def masked_voxels(arrays: dict[str, np.ndarray], maps: list[str] | tuple[str, ...],
+                  mask: np.ndarray) -> np.ndarray:
+    """Voxels inside the brain mask, maps concatenated: the VBM-style feature matrix."""
+    return np.concatenate([np.asarray(arrays[m])[:, mask] for m in maps], axis=1)
+
+
+def linear_svm(C_grid=(1e-4, 1e-3, 1e-2, 1e-1), inner_folds: int = 3, seed: int = 0,
+               kernel: str = "linear") -> BaseEstimator:
+    """Standardise, then an SVM with C chosen by inner stratified CV (nested CV)."""
+    pipe = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel=kernel))])
+    grid = {"svm__C": list(C_grid)}
+    if kernel == "rbf":
+        grid = {"svm__C": [c * 1e3 for c in C_grid], "svm__gamma": ["scale"]}
+    return GridSearchCV(pipe, grid, scoring="balanced_accuracy",
+                        cv=StratifiedKFold(inner_folds, shuffle=True, random_state=seed))
+
+
+def chance() -> BaseEstimator:
+    """The chance line: predicts from class frequencies alone."""
+    return DummyClassifier(strategy="prior")
+
+
+def _score(est: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    if hasattr(est, "decision_function"):
+        try:
+            return np.asarray(est.decision_function(X), float)
+        except AttributeError:
+            pass
+    return np.asarray(est.predict_proba(X)[:, 1], float)
+
+
+def fit_predict_sklearn(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray, ids: list[str],
+                        train_ids: list[str], test_ids: list[str],
+                        independent_ids: list[str]) -> dict:
+    """Fit a fresh clone on training subjects; score the held-out fold and independent set."""
+    pos = {s: i for i, s in enumerate(ids)}
+    train = np.array([pos[s] for s in train_ids])
+    est = clone(estimator).fit(X[train], y[train])
+    rows = []
+    for part, sub in (("cv", test_ids), ("independent", independent_ids)):
+        if not sub:
+            continue
+        idx = np.array([pos[s] for s in sub])
+        score, pred = _score(est, X[idx]), est.predict(X[idx])
+        rows += [{"participant_id": ids[i], "set": part, "y_true": int(y[i]),
+                  "score": float(s), "pred": int(p)}
+                 for i, s, p in zip(idx, score, pred, strict=True)]
+    info = {}
+    if hasattr(est, "best_params_"):
+        info["best_params"] = est.best_params_
+    return {"predictions": pd.DataFrame(rows), "info": info, "estimator": est}
+
+
+def run_sklearn_cv(store: ResultsStore, chapter: str, model: str, maps: list[str],
+                   make_estimator: Callable[[], BaseEstimator], X: np.ndarray, y: np.ndarray,
+                   ids: list[str], plan: pd.DataFrame, context: dict) -> list[Record]:
+    """Every fold of every repeat of the plan, stored like the CNN results."""
+    out = []
+    for r in sorted(plan["repeat"].unique()):
+        for fold, train, test, indep in iter_folds(plan, int(r)):
+            key = {"chapter": chapter, "model": model, "maps": list(maps), "fold": fold,
+                   "repeat": int(r), "seed": 0, "protocol": "inner",
+                   "config": {**context, "estimator": repr(make_estimator()),
+                              "train": sorted(train)}}
+
+            def compute(train=train, test=test, indep=indep):
+                res = fit_predict_sklearn(make_estimator(), X, y, ids, train, test, indep)
+                res.pop("estimator")
+                return res
+
+            out.append(store.get_or_compute(key, compute))
+    return out

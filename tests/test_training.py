@@ -1,0 +1,97 @@
+"""Training: deterministic, leakage-free selection, resumable through the store."""
+
+import numpy as np
+import pytest
+
+from mri3dcnn.cohort import Cohort
+from mri3dcnn.results import ResultsStore
+from mri3dcnn.splits import iter_folds, make_split_plan
+from mri3dcnn.training import FitSpec, Normaliser, augment_batch, fit_predict, run_cv
+from mri3dcnn.volumes import load_maps
+
+
+@pytest.fixture(scope="module")
+def data(tiny_cohort, tmp_path_factory):
+    cohort = Cohort.from_bids(tiny_cohort, ["gm", "fa"])
+    arrays = load_maps(cohort, ["gm", "fa"], 8.0, tmp_path_factory.mktemp("cache"),
+                       progress=False)
+    plan = make_split_plan(cohort.participants, n_folds=2, seed=0)
+    return cohort, arrays, plan
+
+
+def _fit(data, **spec):
+    cohort, arrays, plan = data
+    fold, train, test, indep = next(iter_folds(plan))
+    s = FitSpec(**{"model": "sequential_1", "maps": ("gm",), "epochs": 2, "batch_size": 4,
+                   "patience": 2, **spec})
+    return fit_predict(s, arrays, cohort.labels, cohort.subjects, train, test, indep, 8.0)
+
+
+def test_same_seed_same_predictions(data):
+    a, b = _fit(data), _fit(data)
+    np.testing.assert_array_equal(a["predictions"]["score"], b["predictions"]["score"])
+    c = _fit(data, seed=1)
+    assert not np.array_equal(a["predictions"]["score"], c["predictions"]["score"])
+
+
+def test_predictions_cover_test_and_independent_only(data):
+    cohort, _, plan = data
+    fold, train, test, indep = next(iter_folds(plan))
+    p = _fit(data)["predictions"]
+    assert sorted(p[p.set == "cv"].participant_id) == sorted(test)
+    assert sorted(p[p.set == "independent"].participant_id) == sorted(indep)
+    assert not set(p.participant_id) & set(train)
+    assert ((p.score >= 0) & (p.score <= 1)).all()
+    assert (p.pred == (p.score > 0.5)).all()
+
+
+def test_multimodal_branch_and_channel(data):
+    for fusion in ("branch", "channel"):
+        out = _fit(data, maps=("gm", "fa"), fusion=fusion, epochs=1)
+        assert len(out["predictions"]) > 0
+
+
+def test_published_protocol_selects_on_the_test_fold(data):
+    inner = _fit(data)["info"]
+    published = _fit(data, protocol="published")["info"]
+    cohort, _, plan = data
+    _, train, test, _ = next(iter_folds(plan))
+    assert published["n_val"] == len(test) and published["n_train"] == len(train)
+    assert inner["n_train"] + inner["n_val"] == len(train)
+    with pytest.raises(ValueError, match="protocol"):
+        FitSpec("sequential_1", ("gm",), 1, 4, 1, protocol="test-set")
+
+
+def test_normaliser_uses_training_subjects_only():
+    arrays = {"gm": np.stack([np.full((2, 2, 2), v, np.float32) for v in (0, 2, 100)])}
+    norm = Normaliser().fit(arrays, np.array([0, 1]))
+    np.testing.assert_allclose(norm.mean_["gm"], 1.0)
+    out = norm.transform(arrays, np.array([2]))["gm"]
+    assert float(out.min()) > 50  # the outlier subject did not shape the scaling
+
+
+def test_augmentation_keeps_shape_and_changes_content():
+    rng = np.random.default_rng(0)
+    vol = np.zeros((1, 20, 24, 20), np.float32)
+    vol[0, 5:15, 6:18, 5:15] = 1.0
+    out = augment_batch({"gm": vol, "fa": vol * 2}, rng, grid_mm=3.0)
+    assert out["gm"].shape == vol.shape
+    assert not np.array_equal(out["gm"], vol)
+    np.testing.assert_allclose(out["fa"], 2 * out["gm"], atol=1e-5)  # one transform per subject
+
+
+def test_run_cv_resumes(data, tmp_path):
+    cohort, arrays, plan = data
+    store = ResultsStore(tmp_path)
+    spec = FitSpec("sequential_1", ("gm",), 1, 4, 1)
+    first = run_cv(store, "t", spec, arrays, cohort.subjects, cohort.labels, plan,
+                   {"cohort": "x"}, 8.0)
+    # remove one fold's record, as if the run had been killed before it
+    import shutil
+
+    shutil.rmtree(first[1].path)
+    again = run_cv(store, "t", spec, arrays, cohort.subjects, cohort.labels, plan,
+                   {"cohort": "x"}, 8.0)
+    assert again[0].info["created"] == first[0].info["created"]  # reused, not retrained
+    np.testing.assert_array_equal(again[1].predictions["score"], first[1].predictions["score"])
+    assert (again[1].path / "model.keras").exists()
