@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 PROFILE ?= quick
 export PATH := $(BIN):$(PATH)
-export MPLBACKEND := Agg
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: env book chapters site test test-fast lint bench clean

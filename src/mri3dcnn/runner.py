@@ -64,6 +64,8 @@ def execute_chapter(name: str, parameters: dict, root: Path | None = None,
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     os.environ["MRI3DCNN_HOME"] = str(root)
+    # the kernel inherits this environment: figures must go to the notebook, not to Agg
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=out_dir) as tmp:
         src_nb, out_nb = Path(tmp) / f"{name}.src.ipynb", Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, src_nb)

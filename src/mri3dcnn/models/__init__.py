@@ -52,11 +52,11 @@ def build(name: str, maps: list[str] | tuple[str, ...], grid: tuple[int, int, in
         feats = [trunk(x, prefix=m) for x, m in zip(inputs, maps, strict=True)]
         joined = feats[0] if len(feats) == 1 else layers.Concatenate(name="fusion")(feats)
     else:
-        inputs = [keras.Input(shape=(*grid, len(maps)), name="+".join(maps))]
+        inputs = [keras.Input(shape=(*grid, len(maps)), name="_".join(maps))]
         joined = trunk(inputs[0], prefix="stack")
     outputs = sigmoid_head(head(joined))
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
-                        name=f"{name}_{fusion}_{'+'.join(maps)}")
+                        name=f"{name}_{fusion}_{'_'.join(maps)}")
     if compile:
         model.compile(optimizer=adadelta(), loss="binary_crossentropy", metrics=["accuracy"])
     return model
