@@ -48,7 +48,8 @@ def test_tiny_book(project, monkeypatch):
         assert not remote, f"{page.name} loads {remote}"
     # every result is in the store, and the summary lists every chapter's models
     summary = (html / "chapters" / "09_summary.html").read_text()
-    for model in ("svm_linear", "sequential_2"):
+    for model in ("svm_linear", "sequential_2", "inception_1", "inception_resnet_2",
+                  "-channel", "-late"):
         assert model in summary
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,10 @@ class Profile:
     augment: bool = False
     svm_inner_folds: int = 3
     svm_C: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
-    extra: dict = field(default_factory=dict)
+    #: map sets each CNN family is cross-validated on in chapters 4-6
+    cnn_map_sets: tuple[tuple[str, ...], ...] = (("gm",),)
+    #: depths of the Sequential family run in chapter 4
+    sequential_models: tuple[str, ...] = ("sequential_2",)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,12 +56,14 @@ PROFILES: dict[str, Profile] = {
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2,
     ),
     "quick": Profile(
-        name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=5, n_repeats=1,
-        epochs=30, batch_size=8, patience=10,
+        name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
+        epochs=30, batch_size=8, patience=8,
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,
         epochs=60, batch_size=8, patience=15, augment=True,
+        cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
+        sequential_models=("sequential_1", "sequential_2", "sequential_3"),
     ),
 }
 

@@ -70,11 +70,7 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
     model_keys = ["chapter", "model", "maps", "protocol"]
     rows = []
     for k, g in predictions.groupby(model_keys + ["set"], dropna=False):
-        if k[-1] == "independent":
-            g = (g.groupby(["participant_id", "repeat"], as_index=False)
-                 .agg(y_true=("y_true", "first"), score=("score", "mean"),
-                      pred=("pred", "mean")))
-            g["pred"] = (g["pred"] >= 0.5).astype(int)  # majority vote of fold models
+        g = pooled(g, k[-1])
         ci = bootstrap_ci(g["y_true"], g["score"], g["pred"], n_boot=n_boot, seed=seed)
         row = dict(zip(model_keys + ["set"], k, strict=True))
         row["n"] = int(g["participant_id"].nunique())
@@ -84,3 +80,38 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
             row[f"{m}_high"] = ci.loc[m, "ci_high"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pooled(predictions: pd.DataFrame, set_name: str = "cv") -> pd.DataFrame:
+    """One row per subject and repeat: CV predictions as they are (each subject is tested
+    once per repeat); independent-set scores averaged over fold models, votes by majority."""
+    g = predictions[predictions["set"] == set_name]
+    out = g.groupby(["participant_id", "repeat"], as_index=False).agg(
+        y_true=("y_true", "first"), score=("score", "mean"), pred=("pred", "mean"))
+    out["pred"] = (out["pred"] >= 0.5).astype(int)
+    return out
+
+
+def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str = "accuracy",
+                      set_name: str = "cv", n_boot: int = 2000, seed: int = 0) -> dict:
+    """metric(a) - metric(b) on the same subjects, with a paired bootstrap 95 % CI and a
+    two-sided bootstrap p-value."""
+    pa, pb = pooled(a, set_name), pooled(b, set_name)
+    m = pa.merge(pb, on=["participant_id", "repeat"], suffixes=("_a", "_b"))
+    if len(m) != len(pa) or len(m) != len(pb):
+        raise ValueError("Paired comparison needs predictions on the same subjects.")
+    ya = m["y_true_a"].to_numpy()
+
+    def diff(idx):
+        ma = metrics(ya[idx], m["score_a"].to_numpy()[idx], m["pred_a"].to_numpy()[idx])
+        mb = metrics(ya[idx], m["score_b"].to_numpy()[idx], m["pred_b"].to_numpy()[idx])
+        return ma[metric] - mb[metric]
+
+    rng = np.random.default_rng(seed)
+    full = np.arange(len(m))
+    boots = np.array([diff(rng.integers(0, len(m), len(m))) for _ in range(n_boot)])
+    boots = boots[np.isfinite(boots)]
+    p = 2 * min((boots <= 0).mean(), (boots >= 0).mean())
+    return {"difference": float(diff(full)), "ci_low": float(np.quantile(boots, 0.025)),
+            "ci_high": float(np.quantile(boots, 0.975)), "p_value": float(min(p, 1.0)),
+            "n": int(len(m))}

@@ -91,29 +91,39 @@ def qc_overview(qc: pd.DataFrame, participants: pd.DataFrame) -> plt.Figure:
 
 
 def learning_curves(histories: pd.DataFrame) -> plt.Figure:
-    """Training and validation loss per epoch, one line per fold."""
-    long = histories.melt(id_vars=["fold", "epoch"], value_vars=["loss", "val_loss"],
-                          var_name="curve", value_name="binary cross-entropy")
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    sns.lineplot(data=long, x="epoch", y="binary cross-entropy", hue="curve",
-                 units="fold", estimator=None, alpha=0.7, ax=ax)
-    ax.set_title("Learning curves (each line one fold)")
-    return fig
+    """Training and validation loss per epoch: one panel per model and map set, one line
+    per fold."""
+    d = histories.copy()
+    d["panel"] = d["model"] + " [" + d["maps"] + "]" if "model" in d else "model"
+    d["run"] = d.get("repeat", 0).astype(str) + "-" + d["fold"].astype(str)
+    long = d.melt(id_vars=["panel", "run", "epoch"], value_vars=["loss", "val_loss"],
+                  var_name="curve", value_name="binary cross-entropy")
+    g = sns.relplot(data=long, x="epoch", y="binary cross-entropy", hue="curve", units="run",
+                    estimator=None, col="panel", col_wrap=min(3, long["panel"].nunique()),
+                    kind="line", alpha=0.7, height=3, aspect=1.3)
+    g.set_titles("{col_name}")
+    return g.figure
 
 
 def fold_metrics(per_fold: pd.DataFrame, oracle: float | None = None,
                  metrics=("accuracy", "balanced_accuracy", "auc")) -> plt.Figure:
-    """Metrics per fold as points, with chance and the oracle as lines."""
-    long = per_fold.melt(id_vars=[c for c in per_fold.columns if c not in metrics],
-                         value_vars=list(metrics), var_name="metric")
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    sns.stripplot(data=long, x="metric", y="value", hue="set", dodge=True, ax=ax, size=7)
-    ax.axhline(0.5, color="grey", ls="--", label="chance")
-    if oracle is not None:
-        ax.axhline(oracle, color="tab:green", ls=":", label="oracle accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower right")
-    return fig
+    """Metrics per fold as points (one panel per model and map set when there are
+    several), with chance and the oracle as lines."""
+    d = per_fold.copy()
+    d["panel"] = d["model"] + " [" + d["maps"] + "]" if "model" in d else "model"
+    long = d.melt(id_vars=["panel", "set"], value_vars=list(metrics), var_name="metric")
+    g = sns.catplot(data=long, x="metric", y="value", hue="set", dodge=True, col="panel",
+                    col_wrap=min(3, long["panel"].nunique()), kind="strip", size=7,
+                    height=3.2, aspect=1.3)
+    for ax in g.axes.flat:
+        ax.axhline(0.5, color="grey", ls="--", label="chance")
+        if oracle is not None:
+            ax.axhline(oracle, color="tab:green", ls=":", label="oracle accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(axis="x", labelrotation=20)
+    g.axes.flat[0].legend(loc="lower left", fontsize="small")
+    g.set_titles("{col_name}")
+    return g.figure
 
 
 def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
@@ -141,5 +151,28 @@ def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
         ax.set_yticks(y, order)
         ax.set_xlim(0.2, 1.0)
         ax.set_title(f"{metric.replace('_', ' ')}: {s}")
+    fig.tight_layout()
+    return fig
+
+
+def protocol_comparison(per_fold: pd.DataFrame, difference: dict,
+                        metric: str = "accuracy") -> plt.Figure:
+    """Per-fold metric under each selection protocol, joined by fold, and the pooled
+    difference with its paired bootstrap CI."""
+    d = per_fold[per_fold["set"] == "cv"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [2, 1]})
+    for _, g in d.groupby("fold"):
+        g = g.set_index("protocol").reindex(["inner", "published"])
+        axes[0].plot([0, 1], g[metric], "o-", color="tab:gray", alpha=0.7)
+    axes[0].set_xticks([0, 1], ["epoch chosen on\ntraining subjects", "epoch chosen on\nthe test fold"])
+    axes[0].set_ylabel(f"{metric} (each line one fold)")
+    axes[0].set_xlim(-0.4, 1.4)
+    err = [[difference["difference"] - difference["ci_low"]],
+           [difference["ci_high"] - difference["difference"]]]
+    axes[1].errorbar([0], [difference["difference"]], yerr=err, fmt="o", capsize=6,
+                     color="tab:red")
+    axes[1].axhline(0, color="grey", ls="--")
+    axes[1].set_xticks([0], ["published - inner"])
+    axes[1].set_ylabel(f"{metric} inflation (95 % CI)")
     fig.tight_layout()
     return fig

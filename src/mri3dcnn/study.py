@@ -98,6 +98,48 @@ class Study:
         return {"cohort": self.fingerprint, "grid_mm": self.grid_mm,
                 "profile": {k: p[k] for k in ("name", "n_folds", "n_repeats", "cohort_seed")}}
 
+    def fit_cnn(self, model: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
+                protocol: str = "inner", chapter: str = "3d_cnn", **overrides) -> list:
+        """Cross-validate one CNN configuration with the profile's training budget.
+
+        All CNN chapters store under one chapter name, so a model trained for one chapter
+        is reused, not retrained, by the next.
+        """
+        from .training import FitSpec, run_cv
+
+        p = self.profile
+        spec = FitSpec(**{"model": model, "maps": tuple(maps), "epochs": p.epochs,
+                          "batch_size": p.batch_size, "patience": p.patience,
+                          "seed": p.seeds[0], "protocol": protocol, "fusion": fusion,
+                          "augment": p.augment, **overrides})
+        return run_cv(self.store, chapter, spec, self.arrays(spec.maps), self.ids, self.y,
+                      self.plan, self.context, self.grid_mm)
+
+    def cnn_chapter(self, models: list[str] | tuple[str, ...],
+                    map_sets: list | tuple | None = None) -> dict:
+        """Cross-validate each model on each map set; return what a family chapter shows:
+        the records, learning curves, per-fold metrics and pooled summary."""
+        from .evaluation import per_fold_metrics, summarise
+
+        map_sets = [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
+        records = [r for model in models for maps in map_sets
+                   for r in self.fit_cnn(model, maps)]
+        hashes = {r.info["hash"] for r in records}
+        preds = self.store.predictions("3d_cnn")
+        preds = preds[preds["hash"].isin(hashes)]
+        histories = pd.concat([r.history.assign(model=r.key["model"], maps=r.key["maps"],
+                                                fold=r.key["fold"], repeat=r.key["repeat"])
+                               for r in records], ignore_index=True)
+        fits = pd.DataFrame([{"model": r.key["model"], "maps": r.key["maps"],
+                              "repeat": r.key["repeat"], "fold": r.key["fold"],
+                              "best epoch": r.info["best_epoch"],
+                              "epochs run": r.info["epochs_run"],
+                              "train s": round(r.info["timings"]["fit_s"], 1),
+                              "samples/s": round(r.info["timings"]["samples_per_s"], 1)}
+                             for r in records])
+        return {"records": records, "histories": histories, "fits": fits,
+                "per_fold": per_fold_metrics(preds), "summary": summarise(preds)}
+
     def arrays(self, maps: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
         """Maps on the study grid (cached on disk and in memory)."""
         missing = [m for m in maps if m not in self._arrays]

@@ -269,7 +269,11 @@ def bids_name(subject: str, map_name: str, grid_mm: float) -> str:
 
 
 def oracle_accuracy(features: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """Cross-validated accuracy of a classifier given the true pattern (region means)."""
+    """Cross-validated accuracy of a classifier given the true pattern.
+
+    Its features are what an observer who knows the truth would measure: the mean of each
+    planted region, each map's whole-brain mean, site, age and sex (the nuisances).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -353,6 +357,8 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
                 img = nib.Nifti1Image(vol, tpl.affine)
                 img.header.set_xyzt_units("mm")
                 nib.save(img, path)
+                if any(r.map == name for r in eff.regions):
+                    means.append(float(vol[tpl.brain > 0].mean()))  # global level: nuisance
                 for region, mask in zip(eff.regions, masks, strict=True):
                     if region.map == name:
                         means.append(float(vol[mask].mean()))
@@ -384,7 +390,13 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
         truth = pd.DataFrame(truth_rows)
         truth.to_csv(gt / "participants_truth.tsv", sep="\t", index=False)
         y = (participants["group"] == "patient").to_numpy().astype(int)
-        feats = np.asarray(region_means, dtype=float).reshape(len(y), -1)
+        covariates = np.column_stack([
+            pd.get_dummies(participants["site"]).to_numpy(float),
+            participants["age"].to_numpy(float),
+            (participants["sex"] == "M").to_numpy(float),
+        ])
+        feats = np.hstack([np.asarray(region_means, dtype=float).reshape(len(y), -1),
+                           covariates])
         n_unaffected = int(((truth["effect_strength"] == 0) & (y == 1)).sum())
         summary = {
             "n_subjects": int(n_subjects),

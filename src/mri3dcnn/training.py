@@ -284,6 +284,46 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
             "artifacts": save_model}
 
 
+def model_label(spec: FitSpec) -> str:
+    """The name a fit is stored and reported under: the family, plus the fusion when the
+    maps meet in another way than the original's branches."""
+    if len(spec.maps) > 1 and spec.fusion != "branch":
+        return f"{spec.model}-{spec.fusion}"
+    if spec.published_wiring:
+        return f"{spec.model}-published-wiring"
+    return spec.model
+
+
+def late_fusion(store: ResultsStore, chapter: str, single: dict[str, list[Record]],
+                family: str, context: dict) -> list[Record]:
+    """Average the probabilities of single-map models fold by fold (late fusion).
+
+    `single` maps each map name to its records (same plan, same folds).
+    """
+    maps = sorted(single)
+    by_fold: dict[tuple, list[Record]] = {}
+    for m in maps:
+        for rec in single[m]:
+            by_fold.setdefault((rec.key["repeat"], rec.key["fold"]), []).append(rec)
+    out = []
+    for (r, fold), recs in sorted(by_fold.items()):
+        if len(recs) != len(maps):
+            raise ValueError(f"Late fusion: fold {fold} of repeat {r} lacks a map's model.")
+        key = {"chapter": chapter, "model": f"{family}-late", "maps": maps, "fold": fold,
+               "repeat": r, "seed": recs[0].key["seed"], "protocol": "inner",
+               "config": {**context, "parts": [x.info["hash"] for x in recs]}}
+
+        def compute(recs=recs):
+            p = pd.concat([x.predictions for x in recs])
+            avg = p.groupby(["participant_id", "set"], as_index=False).agg(
+                y_true=("y_true", "first"), score=("score", "mean"))
+            avg["pred"] = (avg["score"] > 0.5).astype(int)
+            return {"predictions": avg[["participant_id", "set", "y_true", "score", "pred"]]}
+
+        out.append(store.get_or_compute(key, compute))
+    return out
+
+
 def run_cv(store: ResultsStore, chapter: str, spec: FitSpec, arrays: dict[str, np.ndarray],
            cohort_ids: list[str], y: np.ndarray, plan: pd.DataFrame, context: dict,
            grid_mm: float, repeats: list[int] | None = None) -> list[Record]:
@@ -296,7 +336,7 @@ def run_cv(store: ResultsStore, chapter: str, spec: FitSpec, arrays: dict[str, n
     repeats = sorted(plan["repeat"].unique()) if repeats is None else repeats
     for r in repeats:
         for fold, train, test, indep in iter_folds(plan, int(r)):
-            key = {"chapter": chapter, "model": spec.model, "maps": list(spec.maps),
+            key = {"chapter": chapter, "model": model_label(spec), "maps": list(spec.maps),
                    "fold": fold, "repeat": int(r), "seed": spec.seed,
                    "protocol": spec.protocol,
                    "config": {**context, "spec": spec.as_dict(), "train": sorted(train)}}

@@ -1,0 +1,84 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. The inception families: Inception_1 and Inception_2
+#
+# A convolution and pooling block, then one (Inception_1) or two (Inception_2) 3D inception
+# modules: four parallel towers (a 1x1x1 convolution; factorised 3x3x3 and 5x5x5
+# convolutions, each as three one-dimensional kernels; and max-pooling followed by a
+# 1x1x1 convolution), concatenated into 128 channels. A 1x1x1 convolution to 32 channels,
+# Dropout(0.5) and the two-unit sigmoid output close the network; there is no Dense(128).
+#
+# Training and selection are those of chapter 4: epochs chosen on training subjects only.
+
+# %% tags=["parameters"]
+profile = "quick"
+cohort_dir = None
+results_dir = None
+models = ["inception_1", "inception_2"]
+map_sets = None  # default: the profile's map sets
+
+# %%
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from mri3dcnn import plots
+from mri3dcnn.models import build
+from mri3dcnn.study import Study
+
+study = Study.open(profile, cohort_dir, results_dir)
+prof = study.profile
+models = list(models)
+map_sets = [tuple(m) for m in (map_sets or prof.cnn_map_sets)]
+grid = study.mask.shape
+display(Markdown(
+    f"Models {', '.join(models)} on map sets "
+    f"{', '.join('+'.join(m) for m in map_sets)}; grid {'x'.join(map(str, grid))} "
+    f"({study.grid_mm:g} mm); up to {prof.epochs} epochs, batch {prof.batch_size}, early "
+    f"stopping after {prof.patience} epochs without a lower validation loss; "
+    f"augmentation {'on' if prof.augment else 'off'}; {prof.n_folds}-fold CV x "
+    f"{prof.n_repeats} repeat(s)."
+))
+display({m: f"{build(m, ['gm'], grid, compile=False).count_params():,} parameters"
+         for m in models})
+
+# %%
+res = study.cnn_chapter(models, map_sets)
+
+# %% [markdown]
+# ## Learning curves
+# Each line is one fold; validation loss is measured on training subjects held out for
+# selection, never on the test fold.
+
+# %%
+fig = plots.learning_curves(res["histories"])
+plt.show()
+display(res["fits"])
+
+# %% [markdown]
+# ## Per fold, against chance and the oracle
+
+# %%
+display(res["per_fold"].round(3))
+fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
+plt.show()
+
+# %% [markdown]
+# ## Pooled over folds, with 95 % bootstrap confidence intervals
+
+# %%
+cols = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
+        "balanced_accuracy", "sensitivity", "specificity", "auc", "auc_low", "auc_high"]
+display(res["summary"][cols].round(3))
+if study.oracle_accuracy is not None:
+    display(Markdown(f"Oracle accuracy on this cohort: **{study.oracle_accuracy:.3f}**."))
