@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy import ndimage
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import study_grid
 

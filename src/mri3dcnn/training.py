@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .results import Record, ResultsStore
 from .splits import iter_folds

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cohort import Cohort
 from .config import study_grid

@@ -1,0 +1,97 @@
+"""SVM baselines: no fitted step sees a held-out subject; features and atlas work offline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC
+
+from mri3dcnn.atlas import aal_on_grid, region_table
+from mri3dcnn.features import masked_voxels, regional_means
+from mri3dcnn.results import ResultsStore
+from mri3dcnn.splits import iter_folds, make_split_plan
+from mri3dcnn.svm import fit_predict_sklearn, linear_svm, run_sklearn_cv, weight_map
+
+MARKER = 1e6
+
+
+class Spy(TransformerMixin, BaseEstimator):
+    """Fails if a row carrying the marker reaches fit."""
+
+    def fit(self, X, y=None):
+        if np.abs(X).max() >= MARKER:
+            raise AssertionError("a held-out subject reached a fitted step")
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def _data(n=40, d=10, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.array([0, 1] * (n // 2))
+    X = rng.standard_normal((n, d))
+    X[:, 0] += 4.0 * y
+    ids = [f"sub-{i:03d}" for i in range(n)]
+    p = pd.DataFrame({"participant_id": ids,
+                      "group": np.where(y == 1, "patient", "control"),
+                      "site": ["a", "a", "b", "b"] * (n // 4)})
+    return X, y, ids, make_split_plan(p, n_folds=3, seed=0)
+
+
+def test_marker_subject_never_reaches_a_fitted_step(tmp_path):
+    X, y, ids, plan = _data()
+    for fold, train, test, indep in iter_folds(plan):
+        for marked in (test[0], indep[0]):
+            Xm = X.copy()
+            Xm[ids.index(marked), 3] = MARKER
+            est = Pipeline([("spy", Spy()), ("svm", SVC(kernel="linear"))])
+            out = fit_predict_sklearn(est, Xm, y, ids, train, test, indep)
+            assert marked in set(out["predictions"]["participant_id"])
+        # the spy does fire when the marker is on a training subject
+        Xm = X.copy()
+        Xm[ids.index(train[0]), 3] = MARKER
+        with pytest.raises(AssertionError, match="held-out"):
+            fit_predict_sklearn(Pipeline([("spy", Spy()), ("svm", SVC())]), Xm, y, ids,
+                                train, test, indep)
+
+
+def test_nested_svm_learns_and_is_stored(tmp_path):
+    X, y, ids, plan = _data(60)
+    store = ResultsStore(tmp_path)
+    recs = run_sklearn_cv(store, "02_svm", "svm_linear", ["gm"],
+                          lambda: linear_svm((1e-2, 1.0), inner_folds=3), X, y, ids, plan,
+                          {"cohort": "x"})
+    p = store.predictions("02_svm")
+    cv = p[p.set == "cv"]
+    assert len(recs) == 3 and len(cv) == 30  # site "b" is the independent set
+    assert (cv.pred == cv.y_true).mean() > 0.75
+    assert all("best_params" in r.info for r in recs)
+
+
+def test_weight_map_points_at_the_signal():
+    X, y, _, _ = _data(80)
+    w = weight_map(linear_svm((1.0,), inner_folds=2), X, y)
+    assert w.shape == (X.shape[1],)
+    assert np.argmax(np.abs(w)) == 0
+
+
+def test_atlas_offline_and_regional_features(tiny_cohort, tmp_path):
+    from mri3dcnn.cohort import Cohort
+    from mri3dcnn.volumes import brain_mask, load_maps
+
+    labels, table = aal_on_grid(8.0)
+    assert labels.shape == (23, 28, 23) and len(table) > 80
+    assert {"Insula_L", "Caudate_R", "Putamen_L"} <= set(table["name"])
+    cohort = Cohort.from_bids(tiny_cohort, ["gm", "fa"])
+    arrays = load_maps(cohort, ["gm", "fa"], 8.0, tmp_path, progress=False)
+    feats, names = regional_means(arrays, ["gm", "fa"], 8.0)
+    assert feats.shape == (24, 2 * len(table)) and names[0].startswith("gm:")
+    assert masked_voxels(arrays, ["gm", "fa"], brain_mask(8.0)).shape[0] == 24
+    # a statistic placed in the left insula ranks that region first
+    stat = np.zeros(labels.shape, np.float32)
+    insula = table.loc[table.name == "Insula_L", "index"].item()
+    stat[labels == insula] = 5.0
+    top = region_table(stat, 8.0, top=3)
+    assert top.iloc[0]["region"] == "Insula_L" and top.iloc[0]["peak_x"] < 0
