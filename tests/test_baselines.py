@@ -42,7 +42,7 @@ def _data(n=40, d=10, seed=0):
 
 def test_marker_subject_never_reaches_a_fitted_step(tmp_path):
     X, y, ids, plan = _data()
-    for fold, train, test, indep in iter_folds(plan):
+    for _, train, test, indep in iter_folds(plan):
         for marked in (test[0], indep[0]):
             Xm = X.copy()
             Xm[ids.index(marked), 3] = MARKER

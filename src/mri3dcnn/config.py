@@ -42,6 +42,8 @@ class Profile:
     cnn_map_sets: tuple[tuple[str, ...], ...] = (("gm",),)
     #: depths of the Sequential family run in chapter 4
     sequential_models: tuple[str, ...] = ("sequential_2",)
+    #: correctly classified patients per fold whose saliency enters the group maps
+    saliency_subjects: int = 5
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +55,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
-        epochs=3, batch_size=8, patience=3, svm_inner_folds=2,
+        epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2,
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
@@ -64,6 +66,7 @@ PROFILES: dict[str, Profile] = {
         epochs=60, batch_size=8, patience=15, augment=True,
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
+        saliency_subjects=20,
     ),
 }
 

@@ -65,6 +65,7 @@ class FitSpec:
     augment: bool = False
     val_fraction: float = 0.2
     published_wiring: bool = False
+    shuffle_labels: bool = False  # a null model for saliency sanity checks
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -91,6 +92,19 @@ class Normaliser:
     def transform(self, arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         return {m: ((np.asarray(a[idx]) - self.mean_[m]) / self.std_[m]).astype(np.float32)
                 for m, a in arrays.items()}
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **{f"mean_{m}": v for m, v in self.mean_.items()},
+                            **{f"std_{m}": v for m, v in self.std_.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> Normaliser:
+        """The normaliser a stored fit used, so saliency sees exactly the model's inputs."""
+        z = np.load(path)
+        norm = cls()
+        norm.mean_ = {k[5:]: z[k] for k in z.files if k.startswith("mean_")}
+        norm.std_ = {k[4:]: z[k] for k in z.files if k.startswith("std_")}
+        return norm
 
 
 def model_inputs(x: dict[str, np.ndarray], maps: tuple[str, ...], fusion: str):
@@ -226,6 +240,9 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     if set(train) & (set(test) | set(indep)):
         raise ValueError("Training subjects overlap the test subjects.")
 
+    if spec.shuffle_labels:
+        y = y.copy()
+        y[train] = np.random.default_rng(spec.seed).permutation(y[train])
     if spec.protocol == "inner":
         fit_idx, val_idx = train_test_split(train, test_size=spec.val_fraction,
                                             stratify=y[train], random_state=spec.seed)
@@ -269,6 +286,7 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
 
     def save_model(folder: Path) -> None:
         model.save(folder / "model.keras")
+        norm.save(folder / "normaliser.npz")
 
     info = {
         "best_epoch": int(best.best_epoch + 1),
@@ -291,6 +309,8 @@ def model_label(spec: FitSpec) -> str:
         return f"{spec.model}-{spec.fusion}"
     if spec.published_wiring:
         return f"{spec.model}-published-wiring"
+    if spec.shuffle_labels:
+        return f"{spec.model}-shuffled-labels"
     return spec.model
 
 

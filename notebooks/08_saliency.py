@@ -1,0 +1,168 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8. Saliency, checked against the truth
+#
+# The study's claim is not only *how well* but *where*: grey-matter regions of the
+# salience network and striatum. Saliency maps say which voxels a trained network's
+# decision depends on; on the synthetic cohort we know where the groups really differ, so
+# each method can be scored against the planted regions rather than admired.
+#
+# Methods: the vanilla **gradient**, **SmoothGrad** (gradients averaged over noisy
+# copies), **integrated gradients** (from the average training subject), **3D Grad-CAM**
+# (last convolution of each branch) and **occlusion** (a sliding cube set to the training
+# mean). Group maps average the absolute saliency of correctly classified patients among
+# each fold's *held-out* subjects, then across folds; models never explain subjects they
+# trained on.
+
+# %% tags=["parameters"]
+profile = "quick"
+cohort_dir = None
+results_dir = None
+methods = ["gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion"]
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from mri3dcnn import plots
+from mri3dcnn import saliency as sal
+from mri3dcnn.atlas import ATLAS_NAME, region_table
+from mri3dcnn.models import FAMILIES
+from mri3dcnn.study import Study
+from mri3dcnn.synthetic import planted_masks
+
+study = Study.open(profile, cohort_dir, results_dir)
+prof = study.profile
+records = [r for r in study.store.records("3d_cnn")
+           if r.key["config"].get("cohort") == study.fingerprint
+           and r.key["protocol"] == "inner" and r.key["model"] in FAMILIES
+           and r.key["maps"] == "gm"]
+families = sorted({r.key["model"] for r in records})
+if not families:  # chapter run on its own: train the simplest family first
+    records = study.fit_cnn("sequential_2", ("gm",))
+    families = ["sequential_2"]
+arrays = study.arrays(["gm"])
+truth = planted_masks(study.cohort.root).get("gm", {})
+union = np.any(list(truth.values()), axis=0) if truth else None
+display(Markdown(f"Families explained: {', '.join(families)} (grey matter); up to "
+                 f"{prof.saliency_subjects} patients per fold; methods: {', '.join(methods)}."))
+
+# %%
+group = {}
+for fam in families:
+    recs = [r for r in records if r.key["model"] == fam]
+    group[fam] = sal.group_maps(recs, arrays, study.ids, methods, study.mask,
+                                max_subjects=prof.saliency_subjects,
+                                save_dir=study.store.root / "saliency" / fam,
+                                grid_mm=study.grid_mm)
+display(Markdown(f"Group maps saved as NIfTI under `{study.store.root / 'saliency'}`."))
+
+# %% [markdown]
+# ## Localisation against the planted regions
+# For each method and family: the AUC of saliency ranking brain voxels against the
+# planted grey-matter regions (0.5 is chance), and the share of the top 1 % voxels that
+# fall inside them (against the regions' own share of the brain).
+
+# %%
+if union is not None:
+    rows = []
+    for fam, by_method in group.items():
+        for meth, maps in by_method.items():
+            rows.append({"family": fam, "method": meth,
+                         **sal.localization(maps["gm"], union, study.mask)})
+    loc = pd.DataFrame(rows)
+    display(loc.round(3))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(families) + 2.5))
+    for ax, col in zip(axes, ["auc", "top1pct_inside"], strict=True):
+        sns.heatmap(loc.pivot(index="family", columns="method", values=col), annot=True,
+                    fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
+        ax.set_title(col)
+    fig.tight_layout()
+    plt.show()
+    best = loc.sort_values("auc", ascending=False).iloc[0]
+    display(Markdown(
+        f"Best localisation: **{best.method}** on **{best.family}**, AUC {best.auc:.3f}; "
+        f"{100 * best.top1pct_inside:.0f} % of its top 1 % voxels lie in planted regions "
+        f"that cover {100 * best.chance_share:.0f} % of the brain."
+    ))
+else:
+    best = pd.Series({"family": families[0], "method": methods[0]})
+
+# %% [markdown]
+# ## The best map, its regions and the planted ones
+
+# %%
+best_map = group[best.family][best.method]["gm"]
+mean_gm = np.asarray(arrays["gm"]).mean(axis=0)
+fig = plots.stat_map(best_map / best_map.max(), mean_gm, study.grid_mm,
+                     f"{best.method}, {best.family}: group saliency (scaled)", threshold=0.3)
+plt.show()
+display(region_table(best_map, study.grid_mm, top=10).round(4))
+display(Markdown(f"Atlas: {ATLAS_NAME}."))
+if truth:
+    display(sal.planted_in_top_regions(best_map, truth, study.grid_mm, top=5))
+
+# %% [markdown]
+# ## Sanity checks (Adebayo et al. 2018)
+# A saliency method must depend on what the model learned. Cascading randomisation
+# shuffles the weights layer by layer from the output down and correlates (Spearman, on
+# absolute values) each method's maps with the trained model's; a method whose maps stay
+# the same passes no information about the model and fails. A model trained on shuffled
+# labels gives the second check.
+
+# %%
+rec = next(r for r in records if r.key["model"] == best.family)
+model, norm = sal.load_fit(rec)
+p = rec.predictions
+subjects = [study.ids.index(s) for s in p[(p.set == "cv") & (p.y_true == 1)].participant_id[:3]]
+x = norm.transform({"gm": arrays["gm"]}, np.array(subjects))
+cheap = [m for m in methods if m != "occlusion"]
+rand = sal.randomisation_check(model, x, ["gm"], cheap, study.mask)
+fig, ax = plt.subplots(figsize=(8, 3.5))
+sns.lineplot(data=rand, x="layers_randomised", y="rank_correlation", hue="method",
+             marker="o", ax=ax)
+ax.axhline(0, color="grey", ls="--")
+ax.set_title(f"Cascading randomisation, {best.family}")
+plt.show()
+final = rand[rand.layers_randomised == rand.layers_randomised.max()]
+shuffled = study.fit_cnn(best.family, ("gm",), seed=prof.seeds[0], shuffle_labels=True)
+m_shuf, n_shuf = sal.load_fit(shuffled[0])
+x_shuf = n_shuf.transform({"gm": arrays["gm"]}, np.array(subjects))
+checks = []
+for meth in cheap:
+    a = sal.compute(meth, model, x, ["gm"], study.mask)["gm"]
+    b = sal.compute(meth, m_shuf, x_shuf, ["gm"], study.mask)["gm"]
+    r_shuf = np.mean([sal.rank_correlation(a[i], b[i], study.mask) for i in range(len(a))])
+    r_rand = float(final.loc[final.method == meth, "rank_correlation"].iloc[0])
+    checks.append({"method": meth, "r vs all layers randomised": r_rand,
+                   "r vs shuffled-label model": r_shuf,
+                   "passes": bool(r_rand < 0.5 and r_shuf < 0.5)})
+display(pd.DataFrame(checks).round(3))
+
+# %% [markdown]
+# ## Individual maps
+# Three held-out patients: their grey-matter map, the planted regions and the best
+# method's saliency from the fold model that did not train on them.
+
+# %%
+one = sal.compute(best.method, model, x, ["gm"], study.mask)["gm"]
+for i, s in enumerate(subjects):
+    fig = plots.subject_maps({"gm": np.asarray(arrays["gm"][s]),
+                              "saliency": np.abs(one[i]) * study.mask,
+                              **({"planted": union.astype("float32")} if truth else {})},
+                             study.grid_mm, study.ids[s])
+    plt.show()

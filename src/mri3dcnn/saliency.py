@@ -1,0 +1,279 @@
+"""Saliency for trained 3D CNNs, scored against the truth where it is known.
+
+Five methods on any model, single- or multi-input, written with `tf.GradientTape`:
+vanilla gradient, SmoothGrad, integrated gradients, 3D Grad-CAM (last convolution of each
+branch) and occlusion (a sliding cube). Every method returns one map per input map, on the
+study grid, as float32 arrays of shape (n_subjects, X, Y, Z).
+
+Inputs are the model's own normalised inputs (z-scores against the training subjects), so
+integrated gradients' zero baseline is the average training subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage, stats
+from sklearn.metrics import roc_auc_score
+
+METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion")
+
+
+def _as_list(model, x: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Model inputs in the model's input order, each with a channel axis."""
+    names = [i.name.split(":")[0] for i in model.inputs]
+    if len(names) == 1 and names[0] not in x and len(x) > 1:  # channel fusion
+        return [np.stack([x[m] for m in sorted(x, key=names[0].split("_").index)], -1)]
+    return [x[n][..., None] if x[n].ndim == 4 else x[n] for n in names]
+
+
+def _split(model, grads: list[np.ndarray], maps: list[str]) -> dict[str, np.ndarray]:
+    """Per-map saliency from per-input gradients (channels of a stacked input split)."""
+    if len(model.inputs) == 1 and len(maps) > 1:
+        return {m: grads[0][..., k] for k, m in enumerate(maps)}
+    return {m: g[..., 0] for m, g in zip(maps, grads, strict=True)}
+
+
+def _score(model, inputs, target: int):
+    out = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return out[:, target]
+
+
+def _gradients(model, inputs: list[np.ndarray], target: int, batch: int = 8) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    outs = [np.empty_like(a) for a in inputs]
+    for s in range(0, len(inputs[0]), batch):
+        xs = [tf.convert_to_tensor(a[s:s + batch]) for a in inputs]
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            score = _score(model, xs, target)
+        for o, g in zip(outs, tape.gradient(score, xs), strict=True):
+            o[s:s + batch] = g.numpy()
+    return outs
+
+
+def gradient(model, x: dict[str, np.ndarray], maps: list[str], target: int = 1) -> dict:
+    """d(patient score)/d(input): where a small change would move the decision most."""
+    return _split(model, _gradients(model, _as_list(model, x), target), maps)
+
+
+def smoothgrad(model, x: dict[str, np.ndarray], maps: list[str], target: int = 1,
+               n: int = 16, noise: float = 0.15, seed: int = 0) -> dict:
+    """Gradients averaged over noisy copies of the input (Smilkov et al. 2017)."""
+    rng = np.random.default_rng(seed)
+    inputs = _as_list(model, x)
+    total = [np.zeros_like(a) for a in inputs]
+    for _ in range(n):
+        noisy = [a + rng.normal(0, noise * float(a.max() - a.min()), a.shape).astype(a.dtype)
+                 for a in inputs]
+        for t, g in zip(total, _gradients(model, noisy, target), strict=True):
+            t += g / n
+    return _split(model, total, maps)
+
+
+def integrated_gradients(model, x: dict[str, np.ndarray], maps: list[str], target: int = 1,
+                         steps: int = 16) -> dict:
+    """(x - baseline) times gradients averaged along the straight path from a zero baseline
+    (the average training subject) to x (Sundararajan et al. 2017)."""
+    inputs = _as_list(model, x)
+    total = [np.zeros_like(a) for a in inputs]
+    for alpha in (np.arange(steps) + 0.5) / steps:
+        for t, g in zip(total, _gradients(model, [alpha * a for a in inputs], target),
+                        strict=True):
+            t += g / steps
+    return _split(model, [t * a for t, a in zip(total, inputs, strict=True)], maps)
+
+
+def _last_convs(model) -> list:
+    """The last Conv3D layer of each input branch (one for channel fusion)."""
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv3D"]
+    branches: dict[str, object] = {}
+    for layer in convs:
+        branches[layer.name.split("_")[0]] = layer  # later layers overwrite earlier ones
+    return list(branches.values())
+
+
+def gradcam(model, x: dict[str, np.ndarray], maps: list[str], target: int = 1,
+            batch: int = 8) -> dict:
+    """3D Grad-CAM (Selvaraju et al. 2017) on each branch's last convolution, upsampled
+    linearly to the input grid."""
+    import keras
+    import tensorflow as tf
+
+    layers = _last_convs(model)
+    probe = keras.Model(model.inputs, [la.output for la in layers] + [model.output])
+    inputs = _as_list(model, x)
+    grid = inputs[0].shape[1:4]
+    cams = [np.empty((len(inputs[0]), *grid), np.float32) for _ in layers]
+    for s in range(0, len(inputs[0]), batch):
+        xs = [tf.convert_to_tensor(a[s:s + batch]) for a in inputs]
+        with tf.GradientTape() as tape:
+            outs = probe(xs if len(xs) > 1 else xs[0], training=False)
+            acts, score = outs[:-1], outs[-1][:, target]
+        grads = tape.gradient(score, acts)
+        for k, (a, g) in enumerate(zip(acts, grads, strict=True)):
+            w = tf.reduce_mean(g, axis=(1, 2, 3), keepdims=True)
+            cam = tf.nn.relu(tf.reduce_sum(w * a, axis=-1)).numpy()
+            for j, c in enumerate(cam):
+                cams[k][s + j] = ndimage.zoom(c, np.array(grid) / np.array(c.shape), order=1,
+                                              grid_mode=True, mode="nearest")
+    if len(model.inputs) == 1 and len(maps) > 1:
+        return {m: cams[0] for m in maps}  # one branch sees all maps: one map for all
+    names = [la.name.split("_")[0] for la in layers]
+    return {m: cams[names.index(m)] for m in maps}
+
+
+def occlusion(model, x: dict[str, np.ndarray], maps: list[str], target: int = 1,
+              cube: int = 3, mask: np.ndarray | None = None, batch: int = 64) -> dict:
+    """Drop in the patient score when a cube of one map is set to the training mean (0),
+    cube by cube (Zeiler and Fergus 2014); cubes outside `mask` are skipped."""
+    inputs = _as_list(model, x)
+    grid = inputs[0].shape[1:4]
+    starts = [(i, j, k) for i in range(0, grid[0], cube) for j in range(0, grid[1], cube)
+              for k in range(0, grid[2], cube)
+              if mask is None or mask[i:i + cube, j:j + cube, k:k + cube].any()]
+    out = {m: np.zeros((len(inputs[0]), *grid), np.float32) for m in maps}
+    stacked = len(model.inputs) == 1 and len(maps) > 1
+    for n in range(len(inputs[0])):
+        one = [a[n:n + 1] for a in inputs]
+        base = float(np.asarray(_score(model, one, target))[0])
+        for mi, m in enumerate(maps):
+            for s in range(0, len(starts), batch):
+                chunk = starts[s:s + batch]
+                occluded = [np.repeat(a, len(chunk), axis=0) for a in one]
+                src = occluded[0] if stacked else occluded[mi]
+                for b, (i, j, k) in enumerate(chunk):
+                    if stacked:
+                        src[b, i:i + cube, j:j + cube, k:k + cube, mi] = 0.0
+                    else:
+                        src[b, i:i + cube, j:j + cube, k:k + cube] = 0.0
+                drop = base - np.asarray(_score(model, occluded, target))
+                for b, (i, j, k) in enumerate(chunk):
+                    out[m][n, i:i + cube, j:j + cube, k:k + cube] = drop[b]
+    return out
+
+
+def compute(method: str, model, x: dict[str, np.ndarray], maps: list[str],
+            mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One method by name."""
+    funcs: dict[str, Callable] = {
+        "gradient": gradient, "smoothgrad": smoothgrad,
+        "integrated_gradients": integrated_gradients, "gradcam": gradcam,
+    }
+    if method == "occlusion":
+        return occlusion(model, x, maps, mask=mask)
+    if method not in funcs:
+        raise ValueError(f"Unknown saliency method {method!r}; choose one of {METHODS}.")
+    return funcs[method](model, x, maps)
+
+
+def load_fit(record):
+    """A stored fit's model and normaliser."""
+    import keras
+
+    from .training import Normaliser
+
+    path = Path(record.path)
+    for f in ("model.keras", "normaliser.npz"):
+        if not (path / f).exists():
+            raise FileNotFoundError(f"{path / f} is missing; re-run the fit (delete {path}).")
+    return keras.models.load_model(path / "model.keras"), Normaliser.load(path / "normaliser.npz")
+
+
+def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
+               mask: np.ndarray, max_subjects: int = 10, save_dir: Path | None = None,
+               grid_mm: float | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Mean |saliency| over the correctly classified patients of each fold's held-out
+    subjects, then averaged over folds: {method: {map: volume}}."""
+    pos = {s: i for i, s in enumerate(ids)}
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    n_folds = 0
+    for rec in records:
+        maps = rec.key["maps"].split("+")
+        p = rec.predictions
+        hit = p[(p.set == "cv") & (p.y_true == 1) & (p.pred == 1)]
+        chosen = [pos[s] for s in hit.participant_id[:max_subjects]]
+        if not chosen:
+            continue
+        model, norm = load_fit(rec)
+        x = norm.transform({m: arrays[m] for m in maps}, np.array(chosen))
+        n_folds += 1
+        for method in methods:
+            sal = compute(method, model, x, maps, mask)
+            for m, v in sal.items():
+                acc = sums.setdefault(method, {}).setdefault(m, np.zeros(v.shape[1:]))
+                acc += np.abs(v).mean(axis=0) * mask
+    out = {meth: {m: (v / max(n_folds, 1)).astype(np.float32) for m, v in d.items()}
+           for meth, d in sums.items()}
+    if save_dir is not None and grid_mm is not None:
+        import nibabel as nib
+
+        from .volumes import to_image
+
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for meth, d in out.items():
+            for m, v in d.items():
+                nib.save(to_image(v, grid_mm), save_dir / f"{meth}_{m}.nii.gz")
+    return out
+
+
+def localization(saliency: np.ndarray, truth: np.ndarray, brain: np.ndarray,
+                 top: float = 0.01) -> dict[str, float]:
+    """AUC of saliency ranking brain voxels against the planted mask, and the share of the
+    top `top` fraction of voxels that fall inside it (chance: the mask's share)."""
+    s, t = saliency[brain], truth[brain]
+    k = max(1, int(round(top * len(s))))
+    topk = np.argsort(s)[::-1][:k]
+    return {"auc": float(roc_auc_score(t, s)), "top1pct_inside": float(t[topk].mean()),
+            "chance_share": float(t.mean())}
+
+
+def planted_in_top_regions(saliency: np.ndarray, planted: dict[str, np.ndarray],
+                           grid_mm: float, top: int = 5) -> pd.DataFrame:
+    """For each planted region: its main atlas region and whether that is among the `top`
+    atlas regions by mean saliency."""
+    from .atlas import aal_on_grid, region_table
+
+    labels, table = aal_on_grid(grid_mm)
+    ranked = region_table(saliency, grid_mm, top=top)["region"].tolist()
+    names = dict(zip(table["index"], table["name"], strict=True))
+    rows = []
+    for name, mask in planted.items():
+        lab = labels[mask & (labels > 0)]
+        main = names.get(int(stats.mode(lab, keepdims=False).mode), "none") if lab.size else "none"
+        rows.append({"planted": name, "atlas_region": main, f"in_top{top}": main in ranked})
+    return pd.DataFrame(rows)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Spearman correlation of two saliency maps' absolute values inside the mask."""
+    return float(stats.spearmanr(np.abs(a[mask]), np.abs(b[mask])).statistic)
+
+
+def randomisation_check(model, x: dict[str, np.ndarray], maps: list[str], methods,
+                        mask: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """Cascading model randomisation (Adebayo et al. 2018): re-initialise layers from the
+    output down, one more each step, and correlate each method's saliency with the trained
+    model's. A method whose maps barely change explains the input, not the model."""
+    ref = {meth: compute(meth, model, x, maps, mask) for meth in methods}
+    trained = model.get_weights()
+    rng = np.random.default_rng(seed)
+    weighted = [la for la in model.layers if la.weights][::-1]
+    rows = []
+    try:  # randomise in place, restore the trained weights afterwards
+        for depth, layer in enumerate(weighted, start=1):
+            layer.set_weights([rng.permutation(w.ravel()).reshape(w.shape) if w.ndim > 1
+                               else np.zeros_like(w) for w in layer.get_weights()])
+            for meth in methods:
+                s = compute(meth, model, x, maps, mask)
+                r = np.nanmean([rank_correlation(ref[meth][m][i], s[m][i], mask)
+                                for m in maps for i in range(len(s[m]))])
+                rows.append({"method": meth, "layers_randomised": depth,
+                             "top_layer": layer.name, "rank_correlation": float(r)})
+    finally:
+        model.set_weights(trained)
+    return pd.DataFrame(rows)
