@@ -36,6 +36,7 @@ from mri3dcnn import plots
 from mri3dcnn.atlas import ATLAS_NAME, region_table
 from mri3dcnn.evaluation import per_fold_metrics, summarise
 from mri3dcnn.features import masked_voxels, regional_means
+from mri3dcnn.splits import cv_subjects
 from mri3dcnn.study import Study
 from mri3dcnn.svm import DecoderOnArrays, chance, linear_svm, run_sklearn_cv, weight_map
 
@@ -106,8 +107,7 @@ plt.show()
 # mean absolute weight are listed with their peak coordinates.
 
 # %%
-cv_idx = study.plan.query("repeat == 0 and fold != @INDEPENDENT").participant_id
-rows = [study.ids.index(s) for s in cv_idx]
+rows = [study.ids.index(s) for s in cv_subjects(study.plan)]
 w = weight_map(svm()(), voxels["gm"][rows], study.y[rows])
 wmap = study.mask.astype("float32") * 0
 wmap[study.mask] = w / abs(w).max()

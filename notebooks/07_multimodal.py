@@ -31,7 +31,7 @@ profile = "quick"
 cohort_dir = None
 results_dir = None
 family = None  # default: the best family on grey matter in chapters 4-6
-maps = ["gm", "wm", "fa", "md"]
+maps = None  # default: the profile's fusion maps
 
 # %%
 import matplotlib.pyplot as plt
@@ -45,6 +45,7 @@ from mri3dcnn.study import Study
 from mri3dcnn.training import late_fusion
 
 study = Study.open(profile, cohort_dir, results_dir)
+maps = list(maps or study.profile.fusion_maps)
 stored = study.store.predictions("3d_cnn")
 candidates = stored[(stored.maps == "gm") & (stored.protocol == "inner")
                     & stored.model.isin(list(FAMILIES))]

@@ -71,7 +71,7 @@ def test_randomisation_check_changes_the_maps(toy):
     brain = np.ones(GRID, bool)
     rand = sal.randomisation_check(model, x, ["gm"], ["gradient", "gradcam"], brain)
     assert set(rand.columns) >= {"method", "layers_randomised", "rank_correlation"}
-    assert rand.layers_randomised.max() == 3  # conv, dense128, output
+    assert rand.layers_randomised.max() == 3  # conv, dense128, output: all checkpoints
     last = rand[rand.layers_randomised == 3]
     assert (last.rank_correlation < 0.9).all(), last
     for a, b in zip(before, model.get_weights(), strict=True):  # trained weights restored

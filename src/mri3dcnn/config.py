@@ -42,6 +42,8 @@ class Profile:
     cnn_map_sets: tuple[tuple[str, ...], ...] = (("gm",),)
     #: depths of the Sequential family run in chapter 4
     sequential_models: tuple[str, ...] = ("sequential_2",)
+    #: maps compared one by one and fused in chapter 7
+    fusion_maps: tuple[str, ...] = ("gm", "wm", "fa", "md")
     #: correctly classified patients per fold whose saliency enters the group maps
     saliency_subjects: int = 5
 
@@ -56,10 +58,11 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2,
+        fusion_maps=("gm", "fa"),
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
-        epochs=30, batch_size=8, patience=8,
+        epochs=30, batch_size=8, patience=8, fusion_maps=("gm", "fa"),
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,

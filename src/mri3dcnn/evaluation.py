@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc")
 
@@ -21,7 +21,11 @@ def metrics(y_true, score, pred) -> dict[str, float]:
     pos, neg = y == 1, y == 0
     sens = float((p[pos] == 1).mean()) if pos.any() else float("nan")
     spec = float((p[neg] == 0).mean()) if neg.any() else float("nan")
-    auc = float(roc_auc_score(y, s)) if pos.any() and neg.any() else float("nan")
+    auc = float("nan")
+    if pos.any() and neg.any():  # Mann-Whitney U with mid-ranks for ties
+        ranks = rankdata(s)
+        auc = float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2)
+                    / (pos.sum() * neg.sum()))
     return {
         "accuracy": float((p == y).mean()) if len(y) else float("nan"),
         "balanced_accuracy": float(np.nanmean([sens, spec])),

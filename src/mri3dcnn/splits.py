@@ -100,6 +100,12 @@ def iter_folds(plan: pd.DataFrame, repeat: int = 0
         yield int(k), train, test, independent
 
 
+def cv_subjects(plan: pd.DataFrame, repeat: int = 0) -> list[str]:
+    """Every subject outside the independent test set."""
+    part = plan[(plan["repeat"] == repeat) & (plan["fold"] != INDEPENDENT)]
+    return part["participant_id"].tolist()
+
+
 def save_split_plan(plan: pd.DataFrame, path: str | Path) -> Path:
     """Write the plan as TSV, atomically."""
     from .results import atomic_write_text
