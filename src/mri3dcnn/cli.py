@@ -31,7 +31,7 @@ def _models(a: argparse.Namespace) -> None:
 
     for name in a.names or FAMILIES:
         model = build(name, a.maps, tuple(a.grid), fusion=a.fusion, compile=False)
-        if a.summary:
+        if not a.brief:
             model.summary()
         print(f"{name:20s} {'+'.join(a.maps):12s} {model.count_params():>12,d} parameters")
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--grid", type=int, nargs=3, default=(61, 73, 61))
     m.add_argument("--maps", nargs="+", default=["gm"])
     m.add_argument("--fusion", default="branch", choices=["branch", "channel"])
-    m.add_argument("--summary", action="store_true", help="print each layer")
+    m.add_argument("--brief", action="store_true", help="parameter counts only, no layers")
     m.set_defaults(func=_models)
 
     for name, func, helptext in (("book", _book, "execute chapters and build the book"),
