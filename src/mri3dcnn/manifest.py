@@ -12,13 +12,14 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from .atomic import atomic_directory, atomic_file
 
 
 class ManifestError(ValueError):
@@ -108,10 +109,7 @@ def fetch(entry: Entry, dest_dir: str | Path, timeout: float = 60.0) -> Path:
     if entry.extract and (unpacked / ".verified").exists():
         return unpacked
     if not final.exists() or sha256sum(final) != entry.sha256:
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.filename}-", dir=dest_dir)
-        os.close(fd)
-        tmp = Path(tmp)
-        try:
+        with atomic_file(final) as tmp:
             _download(entry.url, tmp, timeout)
             got = sha256sum(tmp)
             if got != entry.sha256:
@@ -120,21 +118,11 @@ def fetch(entry: Entry, dest_dir: str | Path, timeout: float = 60.0) -> Path:
                     f"{entry.sha256}, got {got}. The file changed or is corrupt; fix the "
                     "sha256 in data_manifest.yaml only if you trust the new file."
                 )
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
     if not entry.extract:
         return final
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=dest_dir))
-    try:
+    with atomic_directory(unpacked) as work:
         _safe_extract(final, work)
         (work / ".verified").write_text(entry.sha256)
-        if unpacked.exists():
-            shutil.rmtree(unpacked)
-        os.replace(work, unpacked)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return unpacked
 
 

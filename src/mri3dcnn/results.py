@@ -10,9 +10,6 @@ parameters reads records and trains nothing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,24 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_directory
 from .config import config_hash
 
 KEY_FIELDS = ("chapter", "model", "maps", "fold", "repeat", "seed", "protocol")
 PREDICTION_COLUMNS = ("participant_id", "set", "y_true", "score", "pred")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -100,9 +84,7 @@ class ResultsStore:
         if missing:
             raise ValueError(f"Predictions lack columns {missing}.")
         final = self.path_for(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-        try:
+        with atomic_directory(final) as tmp:
             predictions.to_csv(tmp / "predictions.tsv", sep="\t", index=False)
             if history is not None:
                 history.to_csv(tmp / "history.tsv", sep="\t", index=False)
@@ -110,12 +92,6 @@ class ResultsStore:
                 artifacts(tmp)
             meta = {"key": key, "hash": final.name, "created": time.time(), **(info or {})}
             (tmp / "record.json").write_text(json.dumps(meta, indent=2, default=str))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return Record(key=key, path=final, info=meta)
 
     def get_or_compute(self, key: dict, compute: Callable[[], dict]) -> Record:

@@ -108,10 +108,10 @@ def cv_subjects(plan: pd.DataFrame, repeat: int = 0) -> list[str]:
 
 def save_split_plan(plan: pd.DataFrame, path: str | Path) -> Path:
     """Write the plan as TSV, atomically."""
-    from .results import atomic_write_text
+    from .atomic import write_text
 
     path = Path(path)
-    atomic_write_text(path, plan.to_csv(sep="\t", index=False))
+    write_text(path, plan.to_csv(sep="\t", index=False))
     return path
 
 

@@ -14,9 +14,6 @@ strength in named regions; some carry none, so the best accuracy is below 100 %.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -29,6 +26,7 @@ import yaml
 from scipy import ndimage
 from tqdm import tqdm
 
+from .atomic import atomic_directory
 from .config import study_grid
 
 MAP_NAMES = ("gm", "wm", "fa", "md")
@@ -318,8 +316,7 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
     participants = _assign_subjects(n_subjects, sites, rng)
     center_vox = np.linalg.solve(tpl.affine, np.array([0.0, -18.0, 18.0, 1.0]))[:3]
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         truth_rows, region_means = [], []
         for row in tqdm(participants.itertuples(), total=len(participants),
                         desc="synthetic cohort", disable=not progress):
@@ -412,13 +409,6 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
             "n_unaffected_patients": n_unaffected,
         }
         (gt / "truth.json").write_text(json.dumps(summary, indent=2))
-
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +17,7 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
+from .atomic import save_npy
 from .cohort import Cohort
 from .config import study_grid
 
@@ -95,18 +95,6 @@ def file_hash(path: str | Path) -> str:
     return _HASHES[memo]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def smooth(volume: np.ndarray, fwhm_mm: float, grid_mm: float, mask: np.ndarray) -> np.ndarray:
     """Gaussian smoothing inside the brain mask (normalised so edges keep their level),
     as VBM pipelines do before statistics."""
@@ -159,7 +147,7 @@ def load_map(cohort: Cohort, map_name: str, grid_mm: float, cache_dir: str | Pat
                 "inside the MNI brain mask. Check that it is in MNI space and not blank."
             )
         out[i] = smooth(vol * mask, smoothing_fwhm, grid_mm, mask)
-    _atomic_save(target, out)
+    save_npy(target, out)
     return np.load(target, mmap_mode="r")
 
 
