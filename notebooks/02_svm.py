@@ -34,7 +34,7 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn.atlas import ATLAS_NAME, region_table
-from mri3dcnn.evaluation import per_fold_metrics, summarise
+from mri3dcnn.evaluation import SUMMARY_COLUMNS, per_fold_metrics, summarise
 from mri3dcnn.features import masked_voxels, regional_means
 from mri3dcnn.splits import cv_subjects
 from mri3dcnn.study import Study
@@ -79,9 +79,8 @@ for name, run_maps, X, make in runs:
 # %%
 preds = study.store.predictions("02_svm")
 summary = summarise(preds)
-cols = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
-        "balanced_accuracy", "auc", "auc_low", "auc_high"]
-display(summary[cols].sort_values(["set", "auc"], ascending=[True, False]).round(3))
+display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
+        .round(3))
 fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 cmp = summary[(summary.maps == "gm") & (summary.set == "cv")

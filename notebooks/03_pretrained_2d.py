@@ -39,7 +39,7 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn import pretrained2d as p2d
-from mri3dcnn.evaluation import summarise
+from mri3dcnn.evaluation import SUMMARY_COLUMNS, summarise
 from mri3dcnn.study import Study
 from mri3dcnn.svm import linear_svm, run_sklearn_cv
 
@@ -113,8 +113,7 @@ keep = {r.info["hash"] for r in study.store.records("03_pretrained_2d")
         if r.key["config"].get("cohort") == study.fingerprint}
 preds = preds[preds.hash.isin(keep)]
 summary = summarise(preds)
-cols = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
-        "balanced_accuracy", "auc", "auc_low", "auc_high"]
-display(summary[cols].sort_values(["set", "auc"], ascending=[True, False]).round(3))
+display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
+        .round(3))
 fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
 plt.show()

@@ -33,24 +33,14 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.models import build
+from mri3dcnn.evaluation import SUMMARY_COLUMNS
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
 prof = study.profile
 models = list(models)
 map_sets = [tuple(m) for m in (map_sets or prof.cnn_map_sets)]
-grid = study.mask.shape
-display(Markdown(
-    f"Models {', '.join(models)} on map sets "
-    f"{', '.join('+'.join(m) for m in map_sets)}; grid {'x'.join(map(str, grid))} "
-    f"({study.grid_mm:g} mm); up to {prof.epochs} epochs, batch {prof.batch_size}, early "
-    f"stopping after {prof.patience} epochs without a lower validation loss; "
-    f"augmentation {'on' if prof.augment else 'off'}; {prof.n_folds}-fold CV x "
-    f"{prof.n_repeats} repeat(s)."
-))
-display({m: f"{build(m, ['gm'], grid, compile=False).count_params():,} parameters"
-         for m in models})
+display(Markdown(study.training_description(models, map_sets)))
 
 # %%
 res = study.cnn_chapter(models, map_sets)
@@ -77,8 +67,6 @@ plt.show()
 # ## Pooled over folds, with 95 % bootstrap confidence intervals
 
 # %%
-cols = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
-        "balanced_accuracy", "sensitivity", "specificity", "auc", "auc_low", "auc_high"]
-display(res["summary"][cols].round(3))
+display(res["summary"][SUMMARY_COLUMNS].round(3))
 if study.oracle_accuracy is not None:
     display(Markdown(f"Oracle accuracy on this cohort: **{study.oracle_accuracy:.3f}**."))

@@ -39,7 +39,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import paired_difference, per_fold_metrics, summarise
+from mri3dcnn.evaluation import SUMMARY_COLUMNS, paired_difference, per_fold_metrics, summarise
 from mri3dcnn.models import FAMILIES
 from mri3dcnn.study import Study
 from mri3dcnn.training import late_fusion
@@ -67,9 +67,8 @@ hashes = {r.info["hash"] for r in records}
 preds = study.store.predictions("3d_cnn")
 preds = preds[preds.hash.isin(hashes)]
 summary = summarise(preds)
-cols = ["model", "maps", "set", "n", "accuracy", "balanced_accuracy", "balanced_accuracy_low",
-        "balanced_accuracy_high", "auc", "auc_low", "auc_high"]
-display(summary[cols].sort_values(["set", "auc"], ascending=[True, False]).round(3))
+display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
+        .round(3))
 fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 

@@ -11,6 +11,10 @@ import pandas as pd
 from scipy.stats import rankdata
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc")
+#: the columns of a summary that chapters show
+SUMMARY_COLUMNS = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
+                   "balanced_accuracy", "sensitivity", "specificity", "auc", "auc_low",
+                   "auc_high"]
 
 
 def metrics(y_true, score, pred) -> dict[str, float]:

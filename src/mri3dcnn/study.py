@@ -115,6 +115,22 @@ class Study:
         return run_cv(self.store, chapter, spec, self.arrays(spec.maps), self.ids, self.y,
                       self.plan, self.context, self.grid_mm)
 
+    def training_description(self, models, map_sets) -> str:
+        """One paragraph stating what a CNN chapter trains, computed from the profile."""
+        from .models import build
+
+        p = self.profile
+        grid = self.mask.shape
+        counts = ", ".join(f"{m} {build(m, ['gm'], grid, compile=False).count_params():,}"
+                           for m in models)
+        return (f"Models {', '.join(models)} on map sets "
+                f"{', '.join('+'.join(m) for m in map_sets)}; grid "
+                f"{'x'.join(map(str, grid))} ({self.grid_mm:g} mm); parameters on one map: "
+                f"{counts}. Up to {p.epochs} epochs, batch {p.batch_size}, early stopping after "
+                f"{p.patience} epochs without a lower validation loss; augmentation "
+                f"{'on' if p.augment else 'off'}; {p.n_folds}-fold CV x {p.n_repeats} "
+                "repeat(s).")
+
     def cnn_chapter(self, models: list[str] | tuple[str, ...],
                     map_sets: list | tuple | None = None) -> dict:
         """Cross-validate each model on each map set; return what a family chapter shows:
