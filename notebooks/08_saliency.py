@@ -59,7 +59,8 @@ arrays = study.arrays(["gm"])
 truth = planted_masks(study.cohort.root).get("gm", {})
 union = np.any(list(truth.values()), axis=0) if truth else None
 display(Markdown(f"Families explained: {', '.join(families)} (grey matter); up to "
-                 f"{prof.saliency_subjects} patients per fold; methods: {', '.join(methods)}."))
+                 f"{prof.saliency_subjects} patients per fold "
+                 f"({prof.occlusion_subjects} for occlusion); methods: {', '.join(methods)}."))
 
 # %%
 group = {}
@@ -67,6 +68,7 @@ for fam in families:
     recs = [r for r in records if r.key["model"] == fam]
     group[fam] = sal.group_maps(recs, arrays, study.ids, methods, study.mask,
                                 max_subjects=prof.saliency_subjects,
+                                occlusion_subjects=prof.occlusion_subjects,
                                 save_dir=study.store.root / "saliency" / fam,
                                 grid_mm=study.grid_mm)
 display(Markdown(f"Group maps saved as NIfTI under `{study.store.root / 'saliency'}`."))
@@ -139,7 +141,7 @@ ax.axhline(0, color="grey", ls="--")
 ax.set_title(f"Cascading randomisation, {best.family}")
 plt.show()
 final = rand[rand.layers_randomised == rand.layers_randomised.max()]
-shuffled = study.fit_cnn(best.family, ("gm",), seed=prof.seeds[0], shuffle_labels=True)
+shuffled = study.fit_cnn(best.family, ("gm",), folds=[rec.key["fold"]], shuffle_labels=True)
 m_shuf, n_shuf = sal.load_fit(shuffled[0])
 x_shuf = n_shuf.transform({"gm": arrays["gm"]}, np.array(subjects))
 checks = []

@@ -46,6 +46,8 @@ class Profile:
     fusion_maps: tuple[str, ...] = ("gm", "wm", "fa", "md")
     #: correctly classified patients per fold whose saliency enters the group maps
     saliency_subjects: int = 5
+    #: of those, how many occlusion explains (a forward pass per cube)
+    occlusion_subjects: int = 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +59,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
-        epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2,
+        epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
         fusion_maps=("gm", "fa"),
     ),
     "quick": Profile(
@@ -69,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         epochs=60, batch_size=8, patience=15, augment=True,
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
-        saliency_subjects=20,
+        saliency_subjects=20, occlusion_subjects=10,
     ),
 }
 

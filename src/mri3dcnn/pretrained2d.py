@@ -257,17 +257,23 @@ def to_images(slices: list[np.ndarray], value_range: tuple[float, float]) -> np.
 
 
 def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: int = 3,
-                     batch: int = 32, progress: bool = False) -> np.ndarray:
+                     subjects_per_batch: int = 8, progress: bool = False) -> np.ndarray:
     """Per subject: backbone features of its slices, averaged within each axis and joined
-    over the three axes: shape (n_subjects, 3 x feature size)."""
+    over the three axes: shape (n_subjects, 3 x feature size). Several subjects' slices go
+    through the backbone together."""
     from tqdm import tqdm
 
+    vols = np.asarray(volumes)
     feats = []
-    for v in tqdm(np.asarray(volumes), desc=f"2D features {map_name}", disable=not progress):
-        imgs = to_images(slice_stack(v, n_per_axis), MAP_RANGES[map_name])
-        f = backbone.predict(imgs, batch_size=batch, verbose=0)
-        feats.append(f.reshape(3, n_per_axis, -1).mean(axis=1).ravel())
-    return np.asarray(feats, np.float32)
+    for s in tqdm(range(0, len(vols), subjects_per_batch), desc=f"2D features {map_name}",
+                  disable=not progress):
+        chunk = vols[s:s + subjects_per_batch]
+        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), MAP_RANGES[map_name])
+                               for v in chunk])
+        f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
+        feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)
+                     .reshape(len(chunk), -1))
+    return np.concatenate(feats).astype(np.float32)
 
 
 def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name: str,

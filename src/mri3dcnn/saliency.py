@@ -186,9 +186,11 @@ def load_fit(record):
 
 def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
                mask: np.ndarray, max_subjects: int = 10, save_dir: Path | None = None,
-               grid_mm: float | None = None) -> dict[str, dict[str, np.ndarray]]:
+               grid_mm: float | None = None,
+               occlusion_subjects: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Mean |saliency| over the correctly classified patients of each fold's held-out
-    subjects, then averaged over folds: {method: {map: volume}}."""
+    subjects, then averaged over folds: {method: {map: volume}}. Occlusion, a forward
+    pass per cube, may use fewer subjects (`occlusion_subjects`)."""
     pos = {s: i for i, s in enumerate(ids)}
     sums: dict[str, dict[str, np.ndarray]] = {}
     n_folds = 0
@@ -203,7 +205,8 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
         x = norm.transform({m: arrays[m] for m in maps}, np.array(chosen))
         n_folds += 1
         for method in methods:
-            sal = compute(method, model, x, maps, mask)
+            n = occlusion_subjects if method == "occlusion" and occlusion_subjects else None
+            sal = compute(method, model, {m: v[:n] for m, v in x.items()}, maps, mask)
             for m, v in sal.items():
                 acc = sums.setdefault(method, {}).setdefault(m, np.zeros(v.shape[1:]))
                 acc += np.abs(v).mean(axis=0) * mask

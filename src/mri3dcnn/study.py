@@ -99,7 +99,8 @@ class Study:
                 "profile": {k: p[k] for k in ("name", "n_folds", "n_repeats", "cohort_seed")}}
 
     def fit_cnn(self, model: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
-                protocol: str = "inner", chapter: str = "3d_cnn", **overrides) -> list:
+                protocol: str = "inner", chapter: str = "3d_cnn",
+                folds: list[int] | None = None, **overrides) -> list:
         """Cross-validate one CNN configuration with the profile's training budget.
 
         All CNN chapters store under one chapter name, so a model trained for one chapter
@@ -113,7 +114,7 @@ class Study:
                           "seed": p.seeds[0], "protocol": protocol, "fusion": fusion,
                           "augment": p.augment, **overrides})
         return run_cv(self.store, chapter, spec, self.arrays(spec.maps), self.ids, self.y,
-                      self.plan, self.context, self.grid_mm)
+                      self.plan, self.context, self.grid_mm, folds=folds)
 
     def training_description(self, models, map_sets) -> str:
         """One paragraph stating what a CNN chapter trains, computed from the profile."""

@@ -346,7 +346,8 @@ def late_fusion(store: ResultsStore, chapter: str, single: dict[str, list[Record
 
 def run_cv(store: ResultsStore, chapter: str, spec: FitSpec, arrays: dict[str, np.ndarray],
            cohort_ids: list[str], y: np.ndarray, plan: pd.DataFrame, context: dict,
-           grid_mm: float, repeats: list[int] | None = None) -> list[Record]:
+           grid_mm: float, repeats: list[int] | None = None,
+           folds: list[int] | None = None) -> list[Record]:
     """Every fold of the plan for one spec, each a resumable unit of the results store.
 
     `context` (cohort fingerprint, profile, grid) is part of every key, so records made on
@@ -356,6 +357,8 @@ def run_cv(store: ResultsStore, chapter: str, spec: FitSpec, arrays: dict[str, n
     repeats = sorted(plan["repeat"].unique()) if repeats is None else repeats
     for r in repeats:
         for fold, train, test, indep in iter_folds(plan, int(r)):
+            if folds is not None and fold not in folds:
+                continue
             key = {"chapter": chapter, "model": model_label(spec), "maps": list(spec.maps),
                    "fold": fold, "repeat": int(r), "seed": spec.seed,
                    "protocol": spec.protocol,
