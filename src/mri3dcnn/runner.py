@@ -66,6 +66,8 @@ def execute_chapter(name: str, parameters: dict, root: Path | None = None,
     os.environ["MRI3DCNN_HOME"] = str(root)
     # the kernel inherits this environment: figures must go to the notebook, not to Agg
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # TensorFlow's C++ log lines (oneDNN notices, graph attribute warnings) are noise in a book
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=out_dir) as tmp:
         src_nb, out_nb = Path(tmp) / f"{name}.src.ipynb", Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, src_nb)
