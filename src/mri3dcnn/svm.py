@@ -7,6 +7,7 @@ training set, so the held-out fold never influences the model that predicts it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -69,7 +70,10 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
                                 cv=StratifiedKFold(3, shuffle=True, random_state=self.seed),
                                 screening_percentile=self.screening_percentile,
                                 scoring="balanced_accuracy", standardize="zscore_sample")
-        self.decoder_.fit(self._images(X), np.asarray(y))
+        with warnings.catch_warnings():  # voxels at the mask's edge can be constant in a fold
+            warnings.filterwarnings("ignore", message="Features .* are constant")
+            warnings.filterwarnings("ignore", message="invalid value encountered in divide")
+            self.decoder_.fit(self._images(X), np.asarray(y))
         self.classes_ = np.unique(y)
         return self
 
