@@ -84,12 +84,15 @@ if union is not None:
     rows = []
     for fam, by_method in group.items():
         for meth, maps in by_method.items():
+            top5 = sal.planted_in_top_regions(maps["gm"], truth, study.grid_mm, top=5)
             rows.append({"family": fam, "method": meth,
-                         **sal.localization(maps["gm"], union, study.mask)})
+                         **sal.localization(maps["gm"], union, study.mask),
+                         "planted_in_top5_regions": float(top5["in_top5"].mean())})
     loc = pd.DataFrame(rows)
     display(loc.round(3))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(families) + 2.5))
-    for ax, col in zip(axes, ["auc", "top1pct_inside"], strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(17, 0.6 * len(families) + 2.5))
+    for ax, col in zip(axes, ["auc", "top1pct_inside", "planted_in_top5_regions"],
+                       strict=True):
         sns.heatmap(loc.pivot(index="family", columns="method", values=col), annot=True,
                     fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
         ax.set_title(col)
@@ -154,6 +157,31 @@ for meth in cheap:
                    "r vs shuffled-label model": r_shuf,
                    "passes": bool(r_rand < 0.5 and r_shuf < 0.5)})
 display(pd.DataFrame(checks).round(3))
+
+# %% [markdown]
+# ## A multi-branch model: one saliency map per input map
+# The branch-fusion model of chapter 7 (when it was run) explains each map through its
+# own branch; on the synthetic cohort the grey-matter and FA regions are scored against
+# their own planted masks.
+
+# %%
+fused = [r for r in study.store.records("3d_cnn")
+         if r.key["config"].get("cohort") == study.fingerprint and r.key["protocol"] == "inner"
+         and r.key["model"] == best.family and "+" in r.key["maps"]]
+if fused:
+    fmaps = fused[0].key["maps"].split("+")
+    multi = sal.group_maps(fused, study.arrays(fmaps), study.ids, cheap, study.mask,
+                           max_subjects=prof.saliency_subjects,
+                           save_dir=study.store.root / "saliency" / f"{best.family}-branch",
+                           grid_mm=study.grid_mm)
+    masks_by_map = planted_masks(study.cohort.root)
+    rows = [{"method": meth, "map": m,
+             **sal.localization(v, np.any(list(masks_by_map[m].values()), axis=0), study.mask)}
+            for meth, by_map in multi.items() for m, v in by_map.items() if m in masks_by_map]
+    display(Markdown(f"{best.family}, branch fusion of {', '.join(fmaps)}:"))
+    display(pd.DataFrame(rows).round(3))
+else:
+    display(Markdown("No multi-branch model is stored for this family: run chapter 7 first."))
 
 # %% [markdown]
 # ## Individual maps

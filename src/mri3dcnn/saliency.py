@@ -190,7 +190,12 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
                occlusion_subjects: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Mean |saliency| over the correctly classified patients of each fold's held-out
     subjects, then averaged over folds: {method: {map: volume}}. Occlusion, a forward
-    pass per cube, may use fewer subjects (`occlusion_subjects`)."""
+    pass per cube, may use fewer subjects (`occlusion_subjects`). With `save_dir`, every
+    subject's maps and the group maps are written there as NIfTI in MNI space."""
+    import nibabel as nib
+
+    from .volumes import to_image
+
     pos = {s: i for i, s in enumerate(ids)}
     sums: dict[str, dict[str, np.ndarray]] = {}
     n_folds = 0
@@ -208,15 +213,16 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
             n = occlusion_subjects if method == "occlusion" and occlusion_subjects else None
             sal = compute(method, model, {m: v[:n] for m, v in x.items()}, maps, mask)
             for m, v in sal.items():
+                if save_dir is not None and grid_mm is not None:
+                    (save_dir / "subjects").mkdir(parents=True, exist_ok=True)
+                    for j, sub in enumerate(hit.participant_id[:len(v)]):
+                        nib.save(to_image(v[j] * mask, grid_mm),
+                                 save_dir / "subjects" / f"{sub}_{method}_{m}.nii.gz")
                 acc = sums.setdefault(method, {}).setdefault(m, np.zeros(v.shape[1:]))
                 acc += np.abs(v).mean(axis=0) * mask
     out = {meth: {m: (v / max(n_folds, 1)).astype(np.float32) for m, v in d.items()}
            for meth, d in sums.items()}
     if save_dir is not None and grid_mm is not None:
-        import nibabel as nib
-
-        from .volumes import to_image
-
         save_dir.mkdir(parents=True, exist_ok=True)
         for meth, d in out.items():
             for m, v in d.items():
