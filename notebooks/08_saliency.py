@@ -167,21 +167,23 @@ display(pd.DataFrame(checks).round(3))
 # %%
 fused = [r for r in study.store.records("3d_cnn")
          if r.key["config"].get("cohort") == study.fingerprint and r.key["protocol"] == "inner"
-         and r.key["model"] == best.family and "+" in r.key["maps"]]
+         and r.key["model"] in FAMILIES and "+" in r.key["maps"]]
 if fused:
+    fused_family = fused[0].key["model"]
+    fused = [r for r in fused if r.key["model"] == fused_family]
     fmaps = fused[0].key["maps"].split("+")
     multi = sal.group_maps(fused, study.arrays(fmaps), study.ids, cheap, study.mask,
                            max_subjects=prof.saliency_subjects,
-                           save_dir=study.store.root / "saliency" / f"{best.family}-branch",
+                           save_dir=study.store.root / "saliency" / f"{fused_family}-branch",
                            grid_mm=study.grid_mm)
     masks_by_map = planted_masks(study.cohort.root)
     rows = [{"method": meth, "map": m,
              **sal.localization(v, np.any(list(masks_by_map[m].values()), axis=0), study.mask)}
             for meth, by_map in multi.items() for m, v in by_map.items() if m in masks_by_map]
-    display(Markdown(f"{best.family}, branch fusion of {', '.join(fmaps)}:"))
+    display(Markdown(f"{fused_family}, branch fusion of {', '.join(fmaps)}:"))
     display(pd.DataFrame(rows).round(3))
 else:
-    display(Markdown("No multi-branch model is stored for this family: run chapter 7 first."))
+    display(Markdown("No multi-branch model is stored: run chapter 7 first."))
 
 # %% [markdown]
 # ## Individual maps

@@ -54,6 +54,7 @@ def test_tiny_book(project, monkeypatch):
     assert "supported" in summary or "not tested" in summary  # the claims' verdicts
     saliency = (html / "chapters" / "08_saliency.html").read_text()
     assert "top1pct_inside" in saliency and "r vs shuffled-label model" in saliency
+    assert "branch fusion of gm, fa" in saliency  # the multi-branch model, map by map
 
 
 def test_unexecuted_chapter_is_refused(tmp_path):
