@@ -67,3 +67,16 @@ def test_refuses_arbitrary_pickles(tmp_path):
         pickle.dump(print, f)  # a global outside the allowed few
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         p2d.read_torch_legacy(bad)
+
+
+def test_keras_backbone_loads_a_local_weights_file(tmp_path):
+    """The keras.applications path: weights come from a file on disk, never a download."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    src = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    path = tmp_path / "resnet50_notop.weights.h5"
+    src.save_weights(path)
+    net = p2d.keras_backbone("resnet50", path)
+    assert net.output.shape[-1] == 2048
+    np.testing.assert_array_equal(net.get_weights()[0], src.get_weights()[0])
