@@ -77,7 +77,7 @@ for name, run_maps, X, make in runs:
 # the held-out site, scored by the fold models' majority vote.
 
 # %%
-preds = study.store.predictions("02_svm")
+preds = study.predictions("02_svm")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
         .round(3))

@@ -108,10 +108,7 @@ for name in backbones:
 display(status)
 
 # %%
-preds = study.store.predictions("03_pretrained_2d")
-keep = {r.info["hash"] for r in study.store.records("03_pretrained_2d")
-        if r.key["config"].get("cohort") == study.fingerprint}
-preds = preds[preds.hash.isin(keep)]
+preds = study.predictions("03_pretrained_2d")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
         .round(3))

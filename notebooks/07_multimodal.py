@@ -41,12 +41,13 @@ from IPython.display import Markdown, display
 from mri3dcnn import plots
 from mri3dcnn.evaluation import SUMMARY_COLUMNS, paired_difference, per_fold_metrics, summarise
 from mri3dcnn.models import FAMILIES
+from mri3dcnn.results import predictions_of
 from mri3dcnn.study import Study
 from mri3dcnn.training import late_fusion
 
 study = Study.open(profile, cohort_dir, results_dir)
 maps = list(maps or study.profile.fusion_maps)
-stored = study.store.predictions("3d_cnn")
+stored = study.predictions("3d_cnn")
 candidates = stored[(stored.maps == "gm") & (stored.protocol == "inner")
                     & stored.model.isin(list(FAMILIES))]
 if family is None and len(candidates):
@@ -63,9 +64,7 @@ branch = study.fit_cnn(family, maps, fusion="branch")
 channel = study.fit_cnn(family, maps, fusion="channel")
 late = late_fusion(study.store, "3d_cnn", single, family, study.context)
 records = [r for recs in single.values() for r in recs] + branch + channel + late
-hashes = {r.info["hash"] for r in records}
-preds = study.store.predictions("3d_cnn")
-preds = preds[preds.hash.isin(hashes)]
+preds = predictions_of(records)
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
         .round(3))
@@ -83,8 +82,7 @@ best_map = cv[cv.maps.isin(maps)].sort_values("auc", ascending=False).iloc[0]["m
 ref = preds[(preds.model == family) & (preds.maps == best_map)]
 rows = []
 for label, recs in (("branch", branch), ("channel", channel), ("late", late)):
-    h = {r.info["hash"] for r in recs}
-    d = paired_difference(preds[preds.hash.isin(h)], ref, "balanced_accuracy")
+    d = paired_difference(predictions_of(recs), ref, "balanced_accuracy")
     rows.append({"fusion": label, "vs single map": best_map, **d})
 display(pd.DataFrame(rows).round(3))
 
@@ -97,9 +95,7 @@ display(pd.DataFrame(rows).round(3))
 # %%
 inner = study.fit_cnn(family, ("gm",))
 published = study.fit_cnn(family, ("gm",), protocol="published")
-h_in, h_pub = {r.info["hash"] for r in inner}, {r.info["hash"] for r in published}
-preds_in, preds_pub = (study.store.predictions("3d_cnn").pipe(
-    lambda d, h=h: d[d.hash.isin(h)]) for h in (h_in, h_pub))
+preds_in, preds_pub = predictions_of(inner), predictions_of(published)
 inflation = paired_difference(preds_pub, preds_in, "accuracy")
 folds = per_fold_metrics(pd.concat([preds_in, preds_pub]))
 fig = plots.protocol_comparison(folds, inflation)

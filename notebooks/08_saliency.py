@@ -47,9 +47,8 @@ from mri3dcnn.synthetic import planted_masks
 
 study = Study.open(profile, cohort_dir, results_dir)
 prof = study.profile
-records = [r for r in study.store.records("3d_cnn")
-           if r.key["config"].get("cohort") == study.fingerprint
-           and r.key["protocol"] == "inner" and r.key["model"] in FAMILIES
+records = [r for r in study.records("3d_cnn")
+           if r.key["protocol"] == "inner" and r.key["model"] in FAMILIES
            and r.key["maps"] == "gm"]
 families = sorted({r.key["model"] for r in records})
 if not families:  # chapter run on its own: train the simplest family first
@@ -165,9 +164,8 @@ display(pd.DataFrame(checks).round(3))
 # their own planted masks.
 
 # %%
-fused = [r for r in study.store.records("3d_cnn")
-         if r.key["config"].get("cohort") == study.fingerprint and r.key["protocol"] == "inner"
-         and r.key["model"] in FAMILIES and "+" in r.key["maps"]]
+fused = [r for r in study.records("3d_cnn")
+         if r.key["protocol"] == "inner" and r.key["model"] in FAMILIES and "+" in r.key["maps"]]
 if fused:
     fused_family = fused[0].key["model"]
     fused = [r for r in fused if r.key["model"] == fused_family]

@@ -36,10 +36,7 @@ from mri3dcnn.evaluation import compare_auc, headline_claims, label, per_fold_me
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
-keep = [r.info["hash"] for r in study.store.records()
-        if r.key.get("config", {}).get("cohort") == study.fingerprint]
-preds = study.store.predictions()
-preds = preds[preds.hash.isin(keep)]
+preds = study.predictions()
 summary = summarise(preds)
 display(Markdown(f"{summary.model.nunique()} models, {preds.hash.nunique()} stored fits, "
                  f"{preds.participant_id.nunique()} subjects."))

@@ -119,13 +119,18 @@ class ResultsStore:
 
     def predictions(self, chapter: str | None = None) -> pd.DataFrame:
         """Every stored prediction, one row per subject and record, with the key columns."""
-        frames = []
-        for rec in self.records(chapter):
-            df = rec.predictions
-            for f in KEY_FIELDS:
-                df[f] = rec.key[f]
-            df["hash"] = rec.info["hash"]
-            frames.append(df)
-        if not frames:
-            return pd.DataFrame(columns=[*PREDICTION_COLUMNS, *KEY_FIELDS, "hash"])
-        return pd.concat(frames, ignore_index=True)
+        return predictions_of(self.records(chapter))
+
+
+def predictions_of(records: list[Record]) -> pd.DataFrame:
+    """The records' predictions in one table, with each record's key columns and hash."""
+    frames = []
+    for rec in records:
+        df = rec.predictions
+        for f in KEY_FIELDS:
+            df[f] = rec.key[f]
+        df["hash"] = rec.info["hash"]
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=[*PREDICTION_COLUMNS, *KEY_FIELDS, "hash"])
+    return pd.concat(frames, ignore_index=True)

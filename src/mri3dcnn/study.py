@@ -16,7 +16,7 @@ import pandas as pd
 
 from .cohort import MAPS, Cohort
 from .config import Profile, default_paths, get_profile
-from .results import ResultsStore
+from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
 from .synthetic import generate_cohort, read_truth
 from .volumes import brain_mask, file_hash, load_maps
@@ -141,9 +141,7 @@ class Study:
         map_sets = [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
         records = [r for model in models for maps in map_sets
                    for r in self.fit_cnn(model, maps)]
-        hashes = {r.info["hash"] for r in records}
-        preds = self.store.predictions("3d_cnn")
-        preds = preds[preds["hash"].isin(hashes)]
+        preds = predictions_of(records)
         histories = pd.concat([r.history.assign(model=r.key["model"], maps=r.key["maps"],
                                                 fold=r.key["fold"], repeat=r.key["repeat"])
                                for r in records], ignore_index=True)
@@ -156,6 +154,15 @@ class Study:
                              for r in records])
         return {"records": records, "histories": histories, "fits": fits,
                 "per_fold": per_fold_metrics(preds), "summary": summarise(preds)}
+
+    def records(self, chapter: str | None = None) -> list[Record]:
+        """Stored records made on this cohort; results of another cohort are never mixed in."""
+        return [r for r in self.store.records(chapter)
+                if r.key.get("config", {}).get("cohort") == self.fingerprint]
+
+    def predictions(self, chapter: str | None = None) -> pd.DataFrame:
+        """Stored predictions made on this cohort, with key columns (see `predictions_of`)."""
+        return predictions_of(self.records(chapter))
 
     def arrays(self, maps: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
         """Maps on the study grid (cached on disk and in memory)."""
