@@ -5,6 +5,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 PROFILE ?= quick
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
+# oneDNN kernels on, also on AVX2-only CPUs where TensorFlow leaves them off (4-10x faster)
+export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: env book chapters site test test-fast lint bench clean
 

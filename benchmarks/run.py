@@ -93,6 +93,7 @@ def bench_generator(grid_mm: float, n: int = 20) -> float:
 
 def main() -> None:
     from mri3dcnn.config import study_grid
+    from mri3dcnn.hardware import describe
     from mri3dcnn.models import FAMILIES
     from mri3dcnn.training import configure_tensorflow
 
@@ -104,6 +105,7 @@ def main() -> None:
     a = ap.parse_args()
     configure_tensorflow()
     _, grid = study_grid(a.grid_mm)
+    print(f"host: {describe()}")
     peak = matmul_flops()
     print(f"grid {grid} ({a.grid_mm:g} mm), batch {a.batch}; matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'model':20s} {'params':>10s} {'GFLOP/fwd':>10s} {'train/s':>8s} {'infer/s':>8s} "
