@@ -40,6 +40,7 @@ from IPython.display import Markdown, display
 from mri3dcnn import plots
 from mri3dcnn import pretrained2d as p2d
 from mri3dcnn.evaluation import SUMMARY_COLUMNS, summarise
+from mri3dcnn.maps import map_info
 from mri3dcnn.study import Study
 from mri3dcnn.svm import linear_svm, run_sklearn_cv
 
@@ -74,7 +75,7 @@ display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
 
 # %%
 imgs = p2d.to_images(p2d.slice_stack(np.asarray(arrays[maps[0]][0]), n_per_axis),
-                     p2d.MAP_RANGES[maps[0]])
+                     map_info(maps[0]).value_range)
 fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
 for ax, img in zip(axes.flat, imgs, strict=True):
     ax.imshow((img * p2d.IMAGENET_STD + p2d.IMAGENET_MEAN).clip(0, 1))

@@ -14,16 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MAPS = ("gm", "wm", "fa", "md")
-GROUPS = ("patient", "control")
+from .maps import MAPS, map_info
 
-#: BIDS-derivatives file patterns, per map (matched case-insensitively).
-MAP_PATTERNS = {
-    "gm": ("*label-GM*_probseg.nii*", "*_desc-GM*.nii*"),
-    "wm": ("*label-WM*_probseg.nii*", "*_desc-WM*.nii*"),
-    "fa": ("*param-FA*_dwimap.nii*", "*_desc-FA*.nii*", "*_FA.nii*"),
-    "md": ("*param-MD*_dwimap.nii*", "*_desc-MD*.nii*", "*_MD.nii*"),
-}
+GROUPS = ("patient", "control")
 
 
 class CohortError(ValueError):
@@ -31,7 +24,7 @@ class CohortError(ValueError):
 
 
 def _find_map(subject_dir: Path, map_name: str) -> list[Path]:
-    patterns = [p.lower() for p in MAP_PATTERNS[map_name]]
+    patterns = [p.lower() for p in map_info(map_name).patterns]
     return sorted(
         p for p in subject_dir.rglob("*")
         if p.is_file() and any(fnmatch(p.name.lower(), pat) for pat in patterns)
@@ -92,7 +85,7 @@ class Cohort:
                 if not found:
                     raise CohortError(
                         f"Subject {sub}: no {m} map under {sub_dir} (looked for "
-                        f"{' or '.join(MAP_PATTERNS[m])}). Add the file or remove the subject "
+                        f"{' or '.join(map_info(m).patterns)}). Add the file or remove the subject "
                         "from participants.tsv."
                     )
                 if len(found) > 1:

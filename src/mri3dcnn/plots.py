@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .maps import label as map_label
 from .volumes import to_image
 
 sns.set_theme(context="notebook", style="whitegrid")
-MAP_LABELS = {"gm": "grey matter", "wm": "white matter", "fa": "FA", "md": "MD"}
 
 
 def cohort_overview(participants: pd.DataFrame) -> plt.Figure:
@@ -38,7 +38,7 @@ def subject_maps(volumes: dict[str, np.ndarray], grid_mm: float, title: str,
     axes = np.atleast_1d(axes)
     for ax, (m, vol) in zip(axes, volumes.items(), strict=True):
         plotting.plot_img(to_image(vol, grid_mm), cut_coords=cut, axes=ax, cmap="gray",
-                          title=f"{title}: {MAP_LABELS.get(m, m)}", colorbar=True,
+                          title=f"{title}: {map_label(m)}", colorbar=True,
                           black_bg=True, draw_cross=False)
     return fig
 
@@ -79,7 +79,7 @@ def qc_overview(qc: pd.DataFrame, participants: pd.DataFrame) -> plt.Figure:
     for j, m in enumerate(maps):
         sub = d[d["map"] == m]
         sns.boxplot(data=sub, x="site", y="mean", hue="group", ax=axes[0, j])
-        axes[0, j].set_title(f"{MAP_LABELS.get(m, m)}: mean in brain")
+        axes[0, j].set_title(f"{map_label(m)}: mean in brain")
         sns.stripplot(data=sub, x="site", y="corr_to_mean", hue="outlier", ax=axes[1, j],
                       palette={False: "tab:blue", True: "tab:red"}, size=3)
         axes[1, j].set_title("correlation to cohort mean")

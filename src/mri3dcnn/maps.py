@@ -1,0 +1,62 @@
+"""The one registry of the maps a study can use.
+
+Every module that names, reads, writes, labels or displays a map asks this registry, so a
+new map (or a new BIDS spelling of an old one) is added in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """What the library knows about one kind of subject map."""
+
+    name: str
+    #: what figures and tables call it
+    label: str
+    #: BIDS datatype folder the writer uses (``anat`` or ``dwi``)
+    datatype: str
+    #: BIDS entities and suffix the writer uses after ``space-`` and ``res-``
+    written: str
+    #: file-name patterns the reader accepts (matched case-insensitively)
+    patterns: tuple[str, ...]
+    #: fixed display and 8-bit image range: tissue probabilities, FA in [0, 1]; MD in
+    #: 10^-3 mm^2/s, where adult brain tissue and CSF stay below 3.5
+    value_range: tuple[float, float]
+
+
+REGISTRY: dict[str, MapInfo] = {
+    "gm": MapInfo("gm", "grey matter", "anat", "label-GM_probseg",
+                  ("*label-GM*_probseg.nii*", "*_desc-GM*.nii*"), (0.0, 1.0)),
+    "wm": MapInfo("wm", "white matter", "anat", "label-WM_probseg",
+                  ("*label-WM*_probseg.nii*", "*_desc-WM*.nii*"), (0.0, 1.0)),
+    "fa": MapInfo("fa", "FA", "dwi", "model-DTI_param-FA_dwimap",
+                  ("*param-FA*_dwimap.nii*", "*_desc-FA*.nii*", "*_FA.nii*"), (0.0, 1.0)),
+    "md": MapInfo("md", "MD", "dwi", "model-DTI_param-MD_dwimap",
+                  ("*param-MD*_dwimap.nii*", "*_desc-MD*.nii*", "*_MD.nii*"), (0.0, 3.5)),
+}
+
+#: every map name, in the order chapters show them
+MAPS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def map_info(name: str) -> MapInfo:
+    """The registry entry of `name`, with the valid names in the error."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown map {name!r}; valid maps are {MAPS}.") from None
+
+
+def label(name: str) -> str:
+    """Human label of a map; an unknown name is shown as it is."""
+    return REGISTRY[name].label if name in REGISTRY else name
+
+
+def bids_name(subject: str, map_name: str, grid_mm: float, space: str) -> str:
+    """Path of one map inside a subject folder, following BIDS-derivatives naming."""
+    info = map_info(map_name)
+    res = f"res-{grid_mm:g}mm".replace(".", "p")
+    return f"{info.datatype}/{subject}_space-{space}_{res}_{info.written}.nii.gz"
