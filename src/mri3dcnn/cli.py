@@ -20,9 +20,20 @@ def _synth(a: argparse.Namespace) -> None:
 
 
 def _data(a: argparse.Namespace) -> None:
-    from .manifest import fetch_all
+    from .manifest import ManifestError, describe, fetch_all
 
-    for name, path in fetch_all(a.manifest, a.dest, a.names or None).items():
+    if a.list:
+        for r in describe(a.manifest):
+            size = "size ?" if r["bytes"] is None else f"{r['bytes'] / 1e6:.1f} MB"
+            pinned = "pinned" if r["pinned"] else "NOT pinned"
+            print(f"{r['name']}: {r['files']} file(s), {size}, {pinned}, -> {r['dest']}; "
+                  f"{r['licence']}\n    {r['description']}")
+        return
+    try:
+        fetched = fetch_all(a.manifest, a.dest, a.names or None, progress=not a.quiet)
+    except ManifestError as err:
+        raise SystemExit(f"mri3dcnn data: {err}") from None
+    for name, path in fetched.items():
         print(f"{name}: {path}")
 
 
@@ -77,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("data", help="fetch and verify the files data_manifest.yaml names")
     d.add_argument("names", nargs="*")
     d.add_argument("--manifest", type=Path, default=Path("data_manifest.yaml"))
-    d.add_argument("--dest", type=Path, default=Path("data/downloads"))
+    d.add_argument("--dest", type=Path, default=Path("data/downloads"),
+                   help="download root; an entry's dest is relative to it unless absolute")
+    d.add_argument("--list", action="store_true",
+                   help="show each entry's contents, size, licence and whether it is pinned")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_data)
 
     m = sub.add_parser("models", help="layer summaries and parameter counts")
