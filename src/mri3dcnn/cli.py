@@ -37,6 +37,18 @@ def _data(a: argparse.Namespace) -> None:
         print(f"{name}: {path}")
 
 
+def _cohort(a: argparse.Namespace) -> None:
+    from .cohort import Cohort, CohortError
+
+    try:
+        c = Cohort.from_bids(a.dir, a.maps, session=a.session, space=a.space, res=a.res)
+    except CohortError as err:
+        raise SystemExit(f"mri3dcnn cohort: {err}") from None
+    chosen = ", ".join(f"{k}-{v}" for k, v in c.selection.items()) or "no choice needed"
+    print(f"{c.name}: {len(c)} subjects, maps {'+'.join(c.maps)} ({chosen})")
+    print(c.summary().to_string())
+
+
 def _models(a: argparse.Namespace) -> None:
     from .models import FAMILIES, build
 
@@ -94,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="show each entry's contents, size, licence and whether it is pinned")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_data)
+
+    c = sub.add_parser("cohort", help="check a BIDS-derivatives cohort folder and summarise it")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--maps", nargs="+", default=["gm", "wm", "fa", "md"])
+    for flag, what in (("--session", "visit (ses-)"), ("--space", "template space (space-)"),
+                       ("--res", "resolution (res-)")):
+        c.add_argument(flag, default=None,
+                       help=f"the {what} to use where a subject has several")
+    c.set_defaults(func=_cohort)
 
     m = sub.add_parser("models", help="layer summaries and parameter counts")
     m.add_argument("names", nargs="*")

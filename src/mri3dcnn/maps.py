@@ -25,17 +25,24 @@ class MapInfo:
     #: fixed display and 8-bit image range: tissue probabilities, FA in [0, 1]; MD in
     #: 10^-3 mm^2/s, where adult brain tissue and CSF stay below 3.5
     value_range: tuple[float, float]
+    #: what the BIDS-entity reader accepts: alternatives of (suffix, {entity: value}); an
+    #: empty suffix accepts any. Values compare case-insensitively.
+    reads: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 REGISTRY: dict[str, MapInfo] = {
     "gm": MapInfo("gm", "grey matter", "anat", "label-GM_probseg",
-                  ("*label-GM*_probseg.nii*", "*_desc-GM*.nii*"), (0.0, 1.0)),
+                  ("*label-GM*_probseg.nii*", "*_desc-GM*.nii*"), (0.0, 1.0),
+                  (("probseg", (("label", "GM"),)), ("", (("desc", "GM"),)))),
     "wm": MapInfo("wm", "white matter", "anat", "label-WM_probseg",
-                  ("*label-WM*_probseg.nii*", "*_desc-WM*.nii*"), (0.0, 1.0)),
+                  ("*label-WM*_probseg.nii*", "*_desc-WM*.nii*"), (0.0, 1.0),
+                  (("probseg", (("label", "WM"),)), ("", (("desc", "WM"),)))),
     "fa": MapInfo("fa", "FA", "dwi", "model-DTI_param-FA_dwimap",
-                  ("*param-FA*_dwimap.nii*", "*_desc-FA*.nii*", "*_FA.nii*"), (0.0, 1.0)),
+                  ("*param-FA*_dwimap.nii*", "*_desc-FA*.nii*", "*_FA.nii*"), (0.0, 1.0),
+                  (("dwimap", (("param", "FA"),)), ("", (("desc", "FA"),)), ("FA", ()))),
     "md": MapInfo("md", "MD", "dwi", "model-DTI_param-MD_dwimap",
-                  ("*param-MD*_dwimap.nii*", "*_desc-MD*.nii*", "*_MD.nii*"), (0.0, 3.5)),
+                  ("*param-MD*_dwimap.nii*", "*_desc-MD*.nii*", "*_MD.nii*"), (0.0, 3.5),
+                  (("dwimap", (("param", "MD"),)), ("", (("desc", "MD"),)), ("MD", ()))),
 }
 
 #: every map name, in the order chapters show them
