@@ -162,7 +162,7 @@ def test_two_spaces_are_a_choice(cohort_copy):
     f = _gm_file(cohort_copy, "sub-003")
     other = f.with_name(f.name.replace("MNI152NLin2009aSym", "MNI152NLin6Asym"))
     shutil.copy(f, other)
-    with pytest.raises(CohortError, match=r"sub-003: 2 gm maps differ in space.*--space") as e:
+    with pytest.raises(CohortError, match=r"sub-003: 2 gm files differ in space.*--space") as e:
         Cohort.from_bids(cohort_copy, ["gm"])
     assert str(f) in str(e.value) and str(other) in str(e.value)
     cohort = Cohort.from_bids(cohort_copy, ["gm"], space="MNI152NLin2009aSym")

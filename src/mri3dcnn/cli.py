@@ -49,6 +49,25 @@ def _cohort(a: argparse.Namespace) -> None:
     print(c.summary().to_string())
 
 
+def _prepare(a: argparse.Namespace) -> None:
+    from .cohort import CohortError
+    from .prepare import PrepareConfig, PrepareError, prepare
+
+    cfg = PrepareConfig(grid_mm=a.grid_mm, reg_mm=a.reg_mm, modulate=a.modulate,
+                        session=a.session, group_column=a.group_column,
+                        patients=tuple(a.patients), controls=tuple(a.controls),
+                        t1_min_corr=a.t1_min_corr, fa_min_corr=a.fa_min_corr)
+    try:
+        qc = prepare(a.bids_dir, a.out_dir, cfg, n_jobs=a.jobs, progress=not a.quiet)
+    except (PrepareError, CohortError) as err:
+        raise SystemExit(f"mri3dcnn prepare: {err}") from None
+    print(qc.drop(columns="error").to_string(index=False))
+    for r in qc[qc["status"].isin(["failed", "excluded"])].itertuples():
+        print(f"{r.participant_id} {r.status}: {r.error}")
+    print(f"{a.out_dir}: {int(qc['status'].isin(['prepared', 'done before']).sum())} subjects "
+          f"with maps, {int(qc['flagged'].sum())} flagged by QC (see qc.tsv and figures/)")
+
+
 def _models(a: argparse.Namespace) -> None:
     from .models import FAMILIES, build
 
@@ -106,6 +125,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="show each entry's contents, size, licence and whether it is pinned")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_data)
+
+    pr = sub.add_parser("prepare", help="raw BIDS (T1w, DWI) -> GM, WM, FA, MD maps in MNI space")
+    pr.add_argument("bids_dir", type=Path)
+    pr.add_argument("out_dir", type=Path)
+    pr.add_argument("--grid-mm", type=float, default=PROFILES["full"].grid_mm,
+                    help="grid of the maps written (the loader resamples to each profile's)")
+    pr.add_argument("--reg-mm", type=float, default=2.0, help="template grid of registration")
+    pr.add_argument("--modulate", action="store_true",
+                    help="multiply GM/WM by the Jacobian determinant (tissue volume kept)")
+    pr.add_argument("--session", default=None, help="visit (ses-) where subjects have several")
+    pr.add_argument("--group-column", default="group",
+                    help="participants.tsv column with the diagnosis (ds000030: diagnosis)")
+    pr.add_argument("--patients", nargs="+", default=["patient"],
+                    help="values of that column meaning patient (ds000030: SCHZ)")
+    pr.add_argument("--controls", nargs="+", default=["control"],
+                    help="values meaning control (ds000030: CONTROL)")
+    pr.add_argument("--t1-min-corr", type=float, default=0.8,
+                    help="flag T1w registrations whose correlation with the template is lower")
+    pr.add_argument("--fa-min-corr", type=float, default=0.3,
+                    help="flag DWI registrations whose FA-to-template-WM correlation is lower")
+    pr.add_argument("--jobs", type=int, default=1, help="subjects prepared in parallel")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_prepare)
 
     c = sub.add_parser("cohort", help="check a BIDS-derivatives cohort folder and summarise it")
     c.add_argument("dir", type=Path)

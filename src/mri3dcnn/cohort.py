@@ -78,9 +78,9 @@ def _ambiguity(subject: str, map_name: str, found: list[tuple[Path, dict[str, st
            f"{sorted({e.get(k) or '(none)' for _, e in found})}" for k in differ if k in CHOICES]
     files = ", ".join(str(f) for f, _ in found)
     if how:
-        return (f"Subject {subject}: {len(found)} {map_name} maps differ in "
+        return (f"Subject {subject}: {len(found)} {map_name} files differ in "
                 f"{', '.join(differ)} ({files}); choose with {'; '.join(how)}.")
-    return (f"Subject {subject}: several {map_name} maps match ({files}); they differ in "
+    return (f"Subject {subject}: several {map_name} files match ({files}); they differ in "
             f"{differ or 'nothing but their folder'}, which is not a choice the loader makes: "
             "keep one per subject.")
 

@@ -62,8 +62,12 @@ def label(name: str) -> str:
     return REGISTRY[name].label if name in REGISTRY else name
 
 
-def bids_name(subject: str, map_name: str, grid_mm: float, space: str) -> str:
-    """Path of one map inside a subject folder, following BIDS-derivatives naming."""
+def bids_name(subject: str, map_name: str, grid_mm: float, space: str,
+              session: str | None = None) -> str:
+    """Path of one map inside a subject folder, following BIDS-derivatives naming; with a
+    session the file sits in its ``ses-`` folder and carries the entity."""
     info = map_info(map_name)
     res = f"res-{grid_mm:g}mm".replace(".", "p")
-    return f"{info.datatype}/{subject}_space-{space}_{res}_{info.written}.nii.gz"
+    ses = f"ses-{session}" if session else ""
+    folder = f"{ses}/{info.datatype}" if ses else info.datatype
+    return f"{folder}/{subject}_{ses + '_' if ses else ''}space-{space}_{res}_{info.written}.nii.gz"
