@@ -3,6 +3,7 @@ known affine, smooth deformation, skull and intensity bias, and a DWI made with 
 gradient tables from a known tensor per tissue, placed in its own rigidly moved space."""
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -160,8 +161,8 @@ def prepared(tmp_path_factory):
 
 def _add_broken_and_excluded(raw):
     table = pd.read_csv(raw / "participants.tsv", sep="\t")
-    extra = pd.DataFrame({"participant_id": ["sub-02", "sub-03"],
-                          "diagnosis": ["SCHZ", "BIPOLAR"]})
+    extra = pd.DataFrame({"participant_id": ["sub-02", "sub-03", "sub-04"],
+                          "diagnosis": ["SCHZ", "BIPOLAR", "CONTROL"]})  # sub-04: no files
     pd.concat([table, extra]).to_csv(raw / "participants.tsv", sep="\t", index=False)
     (raw / "sub-02" / "anat").mkdir(parents=True)
     (raw / "sub-02" / "anat" / "sub-02_T1w.nii.gz").write_bytes(b"not a nifti")
@@ -206,7 +207,7 @@ def test_outputs_are_bids_derivatives(prepared):
     # only subjects with maps are participants; the others are in qc.tsv with the reason
     assert list(pd.read_csv(out / "participants.tsv", sep="\t")["participant_id"]) == ["sub-01"]
     assert (pd.read_csv(out / "qc.tsv", sep="\t")["participant_id"]).tolist() == [
-        "sub-01", "sub-02", "sub-03"]
+        "sub-01", "sub-02", "sub-03", "sub-04"]
 
 
 @pytest.mark.slow
@@ -245,9 +246,10 @@ def test_failing_subject_is_reported_done_subject_kept(tmp_path):
     assert qc.loc["sub-02", "status"] == "failed"
     assert "sub-02_T1w.nii.gz" in qc.loc["sub-02", "error"]
     assert qc.loc["sub-03", "status"] == "excluded" and "BIPOLAR" in qc.loc["sub-03", "error"]
+    assert qc.loc["sub-04", "status"] == "missing" and "no T1w" in qc.loc["sub-04", "error"]
     assert not (out / "sub-02").exists() and not list(out.glob(".sub-*"))
     written = pd.read_csv(out / "qc.tsv", sep="\t")
-    assert written["status"].tolist() == ["done before", "failed", "excluded"]
+    assert written["status"].tolist() == ["done before", "failed", "excluded", "missing"]
     assert pd.read_csv(out / "participants.tsv", sep="\t")["participant_id"].tolist() == [
         "sub-01"]
     desc = json.loads((out / "dataset_description.json").read_text())
@@ -260,6 +262,7 @@ def test_cli_prepare_reports_failures(tmp_path, capsys):
                  "SCHZ", "--controls", "CONTROL", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "sub-02 failed: " in text and "sub-03 excluded: " in text
+    assert "sub-04 missing: " in text
     assert "1 subjects with maps" in text
     with pytest.raises(SystemExit, match="--group-column"):
         main(["prepare", str(raw), str(out), "--quiet"])
@@ -273,8 +276,8 @@ def test_find_subjects_choices_and_errors(tmp_path):
     with pytest.raises(PrepareError, match="'group'.*--group-column"):
         find_subjects(raw, PrepareConfig())
     cfg = PrepareConfig(**CODING)
-    with pytest.raises(PrepareError, match="sub-01: no T1w image"):
-        find_subjects(raw, cfg)
+    subjects, _ = find_subjects(raw, cfg)
+    assert subjects[0].missing.startswith("no T1w image under ")
     for ses in ("1", "2"):
         f = raw / "sub-01" / f"ses-{ses}" / "anat" / f"sub-01_ses-{ses}_T1w.nii.gz"
         f.parent.mkdir(parents=True)
@@ -295,3 +298,28 @@ def test_modulation_preserves_tissue_volume(tmp_path):
     # volume in subject space, which modulation must give back
     template_gm = template_images(cfg.grid_mm)["gm"].get_fdata().sum()
     assert gm.sum() / template_gm == pytest.approx(1 / 1.05 ** 3, rel=0.1)
+
+
+@pytest.mark.slow
+def test_output_loads_as_a_cohort(prepared, tmp_path):
+    """The derivatives layout is what Cohort.from_bids and load_map read (the subject's maps
+    copied under four ids, two per group, as the loader wants both groups)."""
+    from mri3dcnn.cohort import Cohort
+    from mri3dcnn.volumes import load_map
+
+    _, out, _, _ = prepared
+    dst = tmp_path / "cohort"
+    shutil.copytree(out, dst, ignore=shutil.ignore_patterns("sub-0[234]*"))
+    groups = {"sub-01": "control", "sub-05": "control", "sub-06": "patient", "sub-07": "patient"}
+    for sid in list(groups)[1:]:
+        for f in sorted((dst / "sub-01").rglob("*")):
+            target = dst / sid / str(f.relative_to(dst / "sub-01")).replace("sub-01", sid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if f.is_file():
+                shutil.copy(f, target)
+    pd.DataFrame({"participant_id": list(groups), "group": list(groups.values())}).to_csv(
+        dst / "participants.tsv", sep="\t", index=False)
+    cohort = Cohort.from_bids(dst, ["gm", "wm", "fa", "md"])
+    assert len(cohort) == 4 and "simulated raw" in cohort.name
+    fa = load_map(cohort, "fa", 8.0, tmp_path / "cache", progress=False)
+    assert fa.shape[0] == 4 and 0.3 < float(np.asarray(fa).max()) <= 1.0

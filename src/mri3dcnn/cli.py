@@ -62,7 +62,7 @@ def _prepare(a: argparse.Namespace) -> None:
     except (PrepareError, CohortError) as err:
         raise SystemExit(f"mri3dcnn prepare: {err}") from None
     print(qc.drop(columns="error").to_string(index=False))
-    for r in qc[qc["status"].isin(["failed", "excluded"])].itertuples():
+    for r in qc[qc["status"].isin(["failed", "missing", "excluded"])].itertuples():
         print(f"{r.participant_id} {r.status}: {r.error}")
     print(f"{a.out_dir}: {int(qc['status'].isin(['prepared', 'done before']).sum())} subjects "
           f"with maps, {int(qc['flagged'].sum())} flagged by QC (see qc.tsv and figures/)")

@@ -126,10 +126,12 @@ def _nib(img) -> nib.Nifti1Image:
 class RawSubject:
     participant_id: str
     group: str
-    t1w: Path
+    t1w: Path | None
     dwi: Path | None = None
     bval: Path | None = None
     bvec: Path | None = None
+    #: why the subject cannot be prepared (a file missing), reported in the QC table
+    missing: str = ""
 
 
 def _one(found: list[Path], subject: str, what: str, session: str | None) -> Path | None:
@@ -155,7 +157,8 @@ def find_subjects(bids_dir: str | Path, cfg: PrepareConfig) -> tuple[list[RawSub
     """Subjects to prepare, and the participants table with a `group` column.
 
     Rows whose diagnosis is neither a patient nor a control value are left out and listed by
-    the caller; a subject in the table without a T1w is an error naming the folder.
+    the caller; a subject without a T1w, or with a DWI lacking .bval/.bvec, comes back with
+    `missing` saying which file, so a partly downloaded dataset is prepared as far as it goes.
     """
     bids_dir = Path(bids_dir)
     tsv = bids_dir / "participants.tsv"
@@ -177,16 +180,17 @@ def find_subjects(bids_dir: str | Path, cfg: PrepareConfig) -> tuple[list[RawSub
         sid = row.participant_id
         folder = bids_dir / sid
         t1 = _one(sorted(folder.rglob("*_T1w.nii*")), sid, "T1w", cfg.session)
-        if t1 is None:
-            raise PrepareError(f"Subject {sid}: no T1w image under {folder}"
-                               + (f" for ses-{cfg.session}" if cfg.session else "")
-                               + "; add it or remove the subject from participants.tsv.")
         dwi = _one(sorted(folder.rglob("*_dwi.nii*")), sid, "DWI", cfg.session)
         bval = _sidecar(dwi, ".bval", bids_dir) if dwi else None
         bvec = _sidecar(dwi, ".bvec", bids_dir) if dwi else None
-        if dwi is not None and (bval is None or bvec is None):
-            raise PrepareError(f"Subject {sid}: {dwi} has no .bval/.bvec beside it; add them.")
-        subjects.append(RawSubject(sid, row.group, t1, dwi, bval, bvec))
+        missing = ""
+        if t1 is None:
+            missing = (f"no T1w image under {folder}"
+                       + (f" for ses-{cfg.session}" if cfg.session else "")
+                       + "; add it or remove the subject from participants.tsv")
+        elif dwi is not None and (bval is None or bvec is None):
+            missing = f"{dwi} has no .bval/.bvec beside it; add them"
+        subjects.append(RawSubject(sid, row.group, t1, dwi, bval, bvec, missing))
     return subjects, table
 
 
@@ -259,8 +263,8 @@ def process_dwi(dwi: nib.Nifti1Image, bval: Path, bvec: Path, t1: dict, cfg: Pre
     data = np.asarray(dwi.dataobj, dtype=np.float32)
     bvals, bvecs = read_bvals_bvecs(str(bval), str(bvec))
     if data.ndim != 4 or data.shape[3] != len(bvals):
-        raise PrepareError(f"DWI has shape {data.shape} but {bval} lists {len(bvals)} "
-                           "volumes; they must match.")
+        raise PrepareError(f"{dwi.get_filename()} has shape {data.shape} but {bval} lists "
+                           f"{len(bvals)} volumes; they must match.")
     gtab = gradient_table(bvals, bvecs=bvecs)
     b0 = data[..., gtab.b0s_mask].mean(axis=3)
     _, mask = median_otsu(b0, median_radius=2, numpass=1)
@@ -325,7 +329,10 @@ def prepare_subject(subject: RawSubject, bids_dir: Path, out_dir: Path,
     """Prepare one subject into out_dir/<participant_id>, atomically; returns its QC row."""
     from ants.config import set_ants_deterministic
 
-    set_ants_deterministic(True, cfg.seed)
+    threads = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    set_ants_deterministic(True, cfg.seed)  # seeds the registration's sampling; sets 1 thread
+    if threads:
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
     start = time.time()
     final = out_dir / subject.participant_id
     with tempfile.TemporaryDirectory(prefix="mri3dcnn-prepare-") as work, \
@@ -433,7 +440,8 @@ def prepare(bids_dir: str | Path, out_dir: str | Path, cfg: PrepareConfig | None
     Returns
     -------
     pandas.DataFrame
-        One row per participant: status (prepared, done before, failed, excluded), error,
+        One row per participant: status (prepared, done before, failed, missing, excluded),
+        error,
         similarity metrics and whether the registration is flagged.
     """
     from joblib import Parallel, delayed
@@ -448,7 +456,10 @@ def prepare(bids_dir: str | Path, out_dir: str | Path, cfg: PrepareConfig | None
     rows, todo = [], []
     for s in subjects:
         done = out_dir / s.participant_id / "figures" / f"{s.participant_id}_desc-qc.json"
-        if done.is_file():
+        if s.missing:
+            rows.append({"participant_id": s.participant_id, "status": "missing",
+                         "error": s.missing})
+        elif done.is_file():
             rows.append({**json.loads(done.read_text()), "status": "done before", "error": ""})
         else:
             todo.append(s)
@@ -467,10 +478,10 @@ def prepare(bids_dir: str | Path, out_dir: str | Path, cfg: PrepareConfig | None
     qc["flagged"] = (qc["t1_corr"] < cfg.t1_min_corr) | (qc["fa_corr"] < cfg.fa_min_corr)
     qc = qc.sort_values("participant_id").reset_index(drop=True)
     write_text(out_dir / "qc.tsv", qc.to_csv(sep="\t", index=False))
-    failed = qc[qc["status"] == "failed"]
+    failed = qc[qc["status"].isin(["failed", "missing"])]
     if len(failed) and progress:
         for r in failed.itertuples():
-            print(f"prepare: {r.participant_id} failed and was skipped: {r.error}")
+            print(f"prepare: {r.participant_id} {r.status}, skipped: {r.error}")
     _drop_failed_from_participants(out_dir, set(failed["participant_id"]))
     return qc
 
