@@ -184,7 +184,7 @@ def test_unpinned_file_is_refused_before_any_request(server, tmp_path):
     root, url, httpd = server
     _payload(root)
     m = _manifest(tmp_path, {"a": {"url": f"{url}/a.bin", "sha256": None}})
-    with pytest.raises(ManifestError, match=r"not pinned.*sha256sum a.bin"):
+    with pytest.raises(ManifestError, match=r"(?s)a: 1 file\(s\) not pinned.*sha256sum.*a.bin: http"):
         fetch_all(m, tmp_path / "dl", progress=False)
     assert httpd.requests == []
 
@@ -308,3 +308,9 @@ def test_cli_data(server, tmp_path, capsys):
     assert "CC0" in capsys.readouterr().out
     assert main(["data", "a", "--manifest", str(m), "--dest", str(tmp_path / "dl")]) == 0
     assert f"a: {tmp_path / 'dl' / 'a.bin'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="(?s)not pinned.*sub-1/t1.nii.gz: http.*sub-1/dwi"):
+        main(["data", "ds", "--manifest", str(_manifest(tmp_path, {"ds": {"files": [
+            {"path": "sub-1/t1.nii.gz", "url": f"{url}/t1", "sha256": None},
+            {"path": "sub-1/dwi.nii.gz", "url": f"{url}/dwi", "sha256": None}]}})),
+              "--dest", str(tmp_path / "dl2")])
+    assert not (tmp_path / "dl2").exists()

@@ -259,7 +259,7 @@ def test_failing_subject_is_reported_done_subject_kept(tmp_path):
 def test_cli_prepare_reports_failures(tmp_path, capsys):
     raw, out = _raw_without_images(tmp_path)
     assert main(["prepare", str(raw), str(out), "--group-column", "diagnosis", "--patients",
-                 "SCHZ", "--controls", "CONTROL", "--quiet"]) == 0
+                 "SCHZ", "--controls", "CONTROL", "--quiet", "--jobs", "2"]) == 0
     text = capsys.readouterr().out
     assert "sub-02 failed: " in text and "sub-03 excluded: " in text
     assert "sub-04 missing: " in text

@@ -271,12 +271,6 @@ def _download(entry: Entry, f: RemoteFile, final: Path, progress: bool, timeout:
 
 def _fetch_file(entry: Entry, f: RemoteFile, final: Path, progress: bool,
                 timeout: float) -> Path:
-    if f.known_hash is None:
-        raise ManifestError(
-            f"{entry.name} ({f.path}) is not pinned: its sha256 in data_manifest.yaml is null, "
-            f"so nothing would check what arrives. Download {f.urls[0]} yourself, check it, "
-            f"and write the output of `sha256sum {Path(f.path).name}` as its sha256."
-        )
     if final.exists():
         why = _mismatch(final, f)
         if why is None:
@@ -354,6 +348,15 @@ def fetch(entry: Entry, dest_dir: str | Path, timeout: float = 60.0,
     Path
         The single file, the entry's folder (several files), or the unpacked folder.
     """
+    unpinned = [f for f in entry.files if f.known_hash is None]
+    if unpinned:
+        listing = "".join(f"\n  {f.path}: {f.urls[0]}" for f in unpinned)
+        raise ManifestError(
+            f"{entry.name}: {len(unpinned)} file(s) not pinned (sha256: null in the manifest), "
+            "so nothing would check what arrives and nothing was downloaded. Download them "
+            "yourself, check them, and write the output of `sha256sum FILE` as each sha256:"
+            f"{listing}"
+        )
     folder = entry_folder(entry, dest_dir)
     if entry.extract:
         unpacked = Path(dest_dir) / entry.name if entry.dest == "." else folder
