@@ -114,8 +114,10 @@ def test_served_file_shorter_than_pinned_size(server, tmp_path):
     (root / "a.bin").write_bytes(data[:1000])  # the server itself holds a truncated copy
     m = _manifest(tmp_path, {"a": {"url": f"{url}/a.bin", "sha256": hashlib.sha256(data)
                                    .hexdigest(), "size": len(data)}})
-    with pytest.raises(ManifestError, match=f"size 1000 bytes, expected {len(data)} bytes"):
+    with pytest.raises(ManifestError, match=f"size 1000 bytes, expected {len(data)} bytes") as e:
         fetch_all(m, tmp_path / "dl", progress=False)
+    assert hashlib.sha256(data[:1000]).hexdigest() in str(e.value)
+    assert hashlib.sha256(data).hexdigest() in str(e.value)
     assert not (tmp_path / "dl" / "a.bin").exists()
 
 

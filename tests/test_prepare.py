@@ -150,10 +150,19 @@ CODING = {"group_column": "diagnosis", "patients": ("SCHZ",), "controls": ("CONT
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """sub-01 simulated, sub-02 with a corrupt T1w, sub-03 of a group the study leaves out."""
+    """sub-01 simulated; sub-02 with a corrupt T1w, sub-03 of a group the study leaves out,
+    sub-04 without files; sub-05 a T1w of smooth noise, whose registration cannot succeed."""
     root = tmp_path_factory.mktemp("prep")
     raw = write_raw(root / "raw", {"sub-01": "CONTROL"})
     _add_broken_and_excluded(raw)
+    table = pd.read_csv(raw / "participants.tsv", sep="\t")
+    pd.concat([table, pd.DataFrame({"participant_id": ["sub-05"], "diagnosis": ["SCHZ"]})]).to_csv(
+        raw / "participants.tsv", sep="\t", index=False)
+    t1 = nib.load(raw / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    noise = ndimage.gaussian_filter(np.random.default_rng(5).normal(size=t1.shape), 2.0)
+    (raw / "sub-05" / "anat").mkdir(parents=True)
+    nib.save(nib.Nifti1Image((1000 * (noise - noise.min())).astype(np.float32), t1.affine),
+             raw / "sub-05" / "anat" / "sub-05_T1w.nii.gz")
     cfg = PrepareConfig(**{**CFG.__dict__, **CODING})
     qc = prepare(raw, root / "out", cfg, progress=False)
     return raw, root / "out", cfg, qc
@@ -175,6 +184,8 @@ def test_recovers_gm_and_fa(prepared):
     _, out, cfg, qc = prepared
     row = qc.set_index("participant_id").loc["sub-01"]
     assert row.status == "prepared" and not row.flagged, row.to_dict()
+    noise = qc.set_index("participant_id").loc["sub-05"]
+    assert noise.status == "prepared" and noise.flagged, noise.to_dict()  # QC catches it
     t = truth(cfg.grid_mm)
     found = {m: find_maps(out / "sub-01", m, "sub-01") for m in ("gm", "wm", "fa", "md")}
     assert all(len(f) == 1 for f in found.values()), found
@@ -205,9 +216,10 @@ def test_outputs_are_bids_derivatives(prepared):
     assert md["Sources"] == ["bids:raw:sub-01/dwi/sub-01_dwi.nii.gz"]
     assert (out / "sub-01" / "figures" / "sub-01_desc-qc.png").stat().st_size > 1000
     # only subjects with maps are participants; the others are in qc.tsv with the reason
-    assert list(pd.read_csv(out / "participants.tsv", sep="\t")["participant_id"]) == ["sub-01"]
+    assert list(pd.read_csv(out / "participants.tsv", sep="\t")["participant_id"]) == [
+        "sub-01", "sub-05"]  # flagged subjects stay, for the user to judge from the figure
     assert (pd.read_csv(out / "qc.tsv", sep="\t")["participant_id"]).tolist() == [
-        "sub-01", "sub-02", "sub-03", "sub-04"]
+        "sub-01", "sub-02", "sub-03", "sub-04", "sub-05"]
 
 
 @pytest.mark.slow
@@ -309,7 +321,7 @@ def test_output_loads_as_a_cohort(prepared, tmp_path):
 
     _, out, _, _ = prepared
     dst = tmp_path / "cohort"
-    shutil.copytree(out, dst, ignore=shutil.ignore_patterns("sub-0[234]*"))
+    shutil.copytree(out, dst, ignore=shutil.ignore_patterns("sub-0[2345]*"))
     groups = {"sub-01": "control", "sub-05": "control", "sub-06": "patient", "sub-07": "patient"}
     for sid in list(groups)[1:]:
         for f in sorted((dst / "sub-01").rglob("*")):

@@ -185,7 +185,7 @@ class ResumableDownloader:
         headers = {"Range": f"bytes={have}-"} if have else {}
         with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
             if r.status_code == 416:  # the partial file is already complete
-                shutil.copyfile(self.partial, output_file)
+                _link_or_copy(self.partial, Path(output_file))
                 return None
             r.raise_for_status()
             if r.status_code != 206:  # the server ignored the range: start over
@@ -203,8 +203,17 @@ class ResumableDownloader:
             if total is not None and self.partial.stat().st_size < total:
                 raise ConnectionError(f"connection closed after {self.partial.stat().st_size} "
                                       f"of {total} bytes")
-        shutil.copyfile(self.partial, output_file)
+        _link_or_copy(self.partial, Path(output_file))
         return None
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hand pooch the finished file without doubling the disk space where links work."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _set_aside(path: Path) -> Path:
@@ -219,13 +228,12 @@ def _set_aside(path: Path) -> Path:
 def _mismatch(path: Path, f: RemoteFile) -> str | None:
     """Why `path` is not the file the manifest pins, or None when it is."""
     size = path.stat().st_size
-    if f.size is not None and size != f.size:
-        return f"size {size} bytes, expected {f.size} bytes"
     algorithm, expected = f.known_hash
     got = file_hash(path, algorithm)
-    if got != expected:
-        return f"{algorithm} {got}, expected {algorithm} {expected}"
-    return None
+    hashes = f"{algorithm} {got}, expected {algorithm} {expected}"
+    if f.size is not None and size != f.size:
+        return f"size {size} bytes, expected {f.size} bytes; {hashes}"
+    return hashes if got != expected else None
 
 
 def _download(entry: Entry, f: RemoteFile, final: Path, progress: bool, timeout: float) -> None:

@@ -245,9 +245,8 @@ def process_t1w(t1w: nib.Nifti1Image, cfg: PrepareConfig, workdir: Path) -> dict
         maps[name] = warped * factor if cfg.modulate else warped
     t1_mni = ants.apply_transforms(tpl["t1"], brain, reg["fwdtransforms"]).numpy()
     tpl_brain = tpl["brain"].numpy() > 0
-    return {"maps": maps, "brain": brain, "mask": mask, "fwd": reg["fwdtransforms"],
-            "t1_mni": t1_mni, "t1_corr": _corr(t1_mni, tpl["t1"].numpy(), tpl_brain),
-            "gm_subject": probs["gm"]}
+    return {"maps": maps, "brain": brain, "fwd": reg["fwdtransforms"], "t1_mni": t1_mni,
+            "t1_corr": _corr(t1_mni, tpl["t1"].numpy(), tpl_brain)}
 
 
 def process_dwi(dwi: nib.Nifti1Image, bval: Path, bvec: Path, t1: dict, cfg: PrepareConfig,
