@@ -72,14 +72,17 @@ class Entry:
 
     @property
     def url(self) -> str:
+        """First URL of the first file (single-file entries have just one)."""
         return self.files[0].urls[0]
 
     @property
     def sha256(self) -> str | None:
+        """Pinned sha256 of the first file."""
         return self.files[0].sha256
 
     @property
     def filename(self) -> str:
+        """Where the first file goes, relative to the entry's folder."""
         return self.files[0].path
 
 
@@ -152,10 +155,12 @@ def read_manifest(path: str | Path) -> dict[str, Entry]:
 
 
 def sha256sum(path: str | Path) -> str:
+    """Hex sha256 of a file, the digest a manifest entry pins."""
     return file_hash(path, "sha256")
 
 
 def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file read in 1 MiB blocks, so large downloads need little memory."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -124,6 +124,8 @@ def _nib(img) -> nib.Nifti1Image:
 
 @dataclass(frozen=True)
 class RawSubject:
+    """One subject's raw files as found in the BIDS folder."""
+
     participant_id: str
     group: str
     t1w: Path | None
