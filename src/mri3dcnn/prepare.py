@@ -53,8 +53,9 @@ class PrepareError(ValueError):
 class PrepareConfig:
     """What `prepare` does; written into dataset_description.json of the output."""
 
-    #: study grid of the maps written (mm)
-    grid_mm: float = 2.0
+    #: grid of the maps written (mm); 3 mm is the original study's 61 x 73 x 61 grid, and
+    #: the cohort loader resamples to each profile's grid
+    grid_mm: float = 3.0
     #: template resolution registration and segmentation priors use (mm)
     reg_mm: float = 2.0
     #: multiply tissue maps by the Jacobian determinant (tissue volume preserved)
