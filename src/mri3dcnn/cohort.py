@@ -53,6 +53,12 @@ def _reads(entities: dict[str, str], suffix: str, map_name: str) -> bool:
     return False
 
 
+def _spelling(map_name: str) -> str:
+    """The entity spellings a map is read under, for error messages."""
+    return " or ".join("_".join([f"{k}-{v}" for k, v in want] + ([suffix] if suffix else []))
+                       for suffix, want in map_info(map_name).reads)
+
+
 def find_maps(subject_dir: Path, map_name: str, subject: str,
               choose: dict[str, str] | None = None) -> list[tuple[Path, dict[str, str]]]:
     """NIfTI files of `subject` under `subject_dir` that hold `map_name`, with their entities,
@@ -181,7 +187,7 @@ class Cohort:
                     raise CohortError(
                         f"Subject {sub}: no {m} map under {sub_dir}"
                         + (f" with {chosen} (it has {[str(f) for f, _ in others]})"
-                           if others else f" (looked for {' or '.join(map_info(m).patterns)})")
+                           if others else f" (looked for {sub}_*_<{_spelling(m)}>.nii[.gz])")
                         + ". Add the file or remove the subject from participants.tsv."
                     )
                 if len(found) > 1:
