@@ -8,6 +8,7 @@ own with papermill works as well as a whole-book build.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from .cohort import Cohort
 from .config import Profile, default_paths, get_profile
+from .crossval import CHAPTER_CNN, LateFusion, Model, ModelSpec, cross_validate, unit_keys
 from .maps import MAPS
 from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
@@ -60,6 +62,28 @@ class Study:
     def open(cls, profile: str | Profile = "quick", cohort_dir: str | Path | None = None,
              results_dir: str | Path | None = None, maps: tuple[str, ...] = MAPS,
              progress: bool = False) -> Study:
+        """Open the study a chapter works on.
+
+        Parameters
+        ----------
+        profile : str or Profile
+            `tiny`, `quick` or `full`: cohort size, grid, CV plan and training budget.
+        cohort_dir : str or Path, optional
+            A BIDS-derivatives cohort; default: the profile's synthetic cohort, generated
+            on first use.
+        results_dir : str or Path, optional
+            The results store; default `results/<profile>/` in the project.
+        maps : tuple of str
+            The maps to read (names from `maps.MAPS`).
+        progress : bool
+            Progress bars while generating the synthetic cohort.
+
+        Returns
+        -------
+        Study
+            Profile, cohort, split plan (also written to the store), results store,
+            cohort fingerprint and, on a synthetic cohort, its ground truth.
+        """
         p = get_profile(profile)
         paths = default_paths(p)
         if cohort_dir is None:
@@ -99,25 +123,75 @@ class Study:
         return {"cohort": self.fingerprint, "grid_mm": self.grid_mm,
                 "profile": {k: p[k] for k in ("name", "n_folds", "n_repeats", "cohort_seed")}}
 
-    def fit_cnn(self, model: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
-                protocol: str = "inner", chapter: str = "3d_cnn",
-                folds: list[int] | None = None, **overrides) -> list:
-        """Cross-validate one CNN configuration with the profile's training budget.
+    # --- one verb for every model kind ---------------------------------------------------
 
-        All CNN chapters store under one chapter name, so a model trained for one chapter
-        is reused, not retrained, by the next.
+    def cross_validate(self, model: Model, folds: list[int] | None = None) -> list[Record]:
+        """Run (or read back) every unit of a model over the study's split plan.
+
+        Parameters
+        ----------
+        model : crossval.Model
+            Key fields and estimator, from `cnn`, `sklearn` or `late_fusion`.
+        folds : list of int, optional
+            Only these folds (default: all).
+
+        Returns
+        -------
+        list of Record
+            One per (repeat, fold), in plan order.
         """
-        from .training import FitSpec, run_cv
+        return cross_validate(self.store, model.spec, model.estimator, self.plan,
+                              self.context, folds=folds)
+
+    def unit_keys(self, model: Model) -> list[dict]:
+        """The result keys `cross_validate(model)` would run, without running any."""
+        return unit_keys(model.spec, model.estimator, self.plan, self.context)
+
+    def cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
+            protocol: str = "inner", variant: str = "none") -> Model:
+        """A CNN family with the profile's training budget, under the CNN chapters' key."""
+        from .training import CNNFit, FitSpec
 
         p = self.profile
-        spec = FitSpec(**{"model": model, "maps": tuple(maps), "epochs": p.epochs,
-                          "batch_size": p.batch_size, "patience": p.patience,
-                          "seed": p.seeds[0], "protocol": protocol, "fusion": fusion,
-                          "augment": p.augment, **overrides})
-        return run_cv(self.store, chapter, spec, self.arrays(spec.maps), self.ids, self.y,
-                      self.plan, self.context, self.grid_mm, folds=folds)
+        spec = FitSpec(model=family, maps=tuple(maps), epochs=p.epochs,
+                       batch_size=p.batch_size, patience=p.patience, seed=p.seed,
+                       protocol=protocol, fusion=fusion, augment=p.augment, variant=variant)
+        key = ModelSpec(CHAPTER_CNN, family, tuple(maps),
+                        fusion=fusion if len(maps) > 1 else "none", protocol=protocol,
+                        variant=variant, features="volumes", seed=p.seed)
+        return Model(key, CNNFit(spec, self.arrays(spec.maps), self.y, self.ids,
+                                 self.grid_mm))
 
-    def training_description(self, models, map_sets) -> str:
+    def sklearn(self, chapter: str, family: str, maps: list[str] | tuple[str, ...],
+                make: Callable, X: np.ndarray, features: str) -> Model:
+        """A scikit-learn estimator (`make()` builds a fresh one) on a feature matrix."""
+        from .svm import SklearnFit
+
+        key = ModelSpec(chapter, family, tuple(maps),
+                        fusion="concatenated" if len(maps) > 1 else "none",
+                        features=features)
+        return Model(key, SklearnFit(make, X, self.y, self.ids))
+
+    def late_fusion(self, family: str, single: dict[str, list[Record]]) -> Model:
+        """The single-map records of `family` averaged fold by fold."""
+        key = ModelSpec(CHAPTER_CNN, family, tuple(sorted(single)), fusion="late",
+                        seed=self.profile.seed)
+        return Model(key, LateFusion(single))
+
+    def fit_cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
+                protocol: str = "inner", variant: str = "none",
+                folds: list[int] | None = None) -> list[Record]:
+        """`cross_validate(cnn(...))`. All CNN chapters store under one chapter key, so a
+        model trained for one chapter is reused, not retrained, by the next."""
+        return self.cross_validate(self.cnn(family, maps, fusion, protocol, variant), folds)
+
+    # --- what the chapters show --------------------------------------------------------
+
+    def cnn_map_sets(self, map_sets=None) -> list[tuple[str, ...]]:
+        """The map sets a CNN chapter trains on: the given ones or the profile's."""
+        return [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
+
+    def training_description(self, models, map_sets=None) -> str:
         """One paragraph stating what a CNN chapter trains, computed from the profile."""
         from .models import build
 
@@ -126,12 +200,18 @@ class Study:
         counts = ", ".join(f"{m} {build(m, ['gm'], grid, compile=False).count_params():,}"
                            for m in models)
         return (f"Models {', '.join(models)} on map sets "
-                f"{', '.join('+'.join(m) for m in map_sets)}; grid "
+                f"{', '.join('+'.join(m) for m in self.cnn_map_sets(map_sets))}; grid "
                 f"{'x'.join(map(str, grid))} ({self.grid_mm:g} mm); parameters on one map: "
                 f"{counts}. Up to {p.epochs} epochs, batch {p.batch_size}, early stopping after "
                 f"{p.patience} epochs without a lower validation loss; augmentation "
                 f"{'on' if p.augment else 'off'}; {p.n_folds}-fold CV x {p.n_repeats} "
                 "repeat(s).")
+
+    def oracle_note(self) -> str:
+        """The oracle's accuracy as a sentence; empty on a cohort without ground truth."""
+        if self.oracle_accuracy is None:
+            return ""
+        return f"Oracle accuracy on this cohort: **{self.oracle_accuracy:.3f}**."
 
     def cnn_chapter(self, models: list[str] | tuple[str, ...],
                     map_sets: list | tuple | None = None) -> dict:
@@ -139,14 +219,13 @@ class Study:
         the records, learning curves, per-fold metrics and pooled summary."""
         from .evaluation import per_fold_metrics, summarise
 
-        map_sets = [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
-        records = [r for model in models for maps in map_sets
+        records = [r for model in models for maps in self.cnn_map_sets(map_sets)
                    for r in self.fit_cnn(model, maps)]
         preds = predictions_of(records)
-        histories = pd.concat([r.history.assign(model=r.key["model"], maps=r.key["maps"],
+        histories = pd.concat([r.history.assign(model=r.name, maps=r.key["maps"],
                                                 fold=r.key["fold"], repeat=r.key["repeat"])
                                for r in records], ignore_index=True)
-        fits = pd.DataFrame([{"model": r.key["model"], "maps": r.key["maps"],
+        fits = pd.DataFrame([{"model": r.name, "maps": r.key["maps"],
                               "repeat": r.key["repeat"], "fold": r.key["fold"],
                               "best epoch": r.info["best_epoch"],
                               "epochs run": r.info["epochs_run"],
