@@ -33,13 +33,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
-prof = study.profile
-models = list(models)
-map_sets = [tuple(m) for m in (map_sets or prof.cnn_map_sets)]
 display(Markdown(study.training_description(models, map_sets)))
 
 # %%
@@ -67,6 +63,5 @@ plt.show()
 # ## Pooled over folds, with 95 % bootstrap confidence intervals
 
 # %%
-display(res["summary"][SUMMARY_COLUMNS].round(3))
-if study.oracle_accuracy is not None:
-    display(Markdown(f"Oracle accuracy on this cohort: **{study.oracle_accuracy:.3f}**."))
+display(plots.summary_table(res["summary"]))
+display(Markdown(study.oracle_note()))

@@ -195,9 +195,7 @@ def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: i
     for s in tqdm(range(0, len(vols), subjects_per_batch), desc=f"2D features {map_name}",
                   disable=not progress):
         chunk = vols[s:s + subjects_per_batch]
-        value_range = map_info(map_name).value_range
-        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), value_range)
-                               for v in chunk])
+        imgs = np.concatenate([subject_images(v, map_name, n_per_axis) for v in chunk])
         f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
         feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)
                      .reshape(len(chunk), -1))
@@ -213,3 +211,46 @@ def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name:
     feats = subject_features(backbone, volumes, map_name, n_per_axis)
     save_npy(path, feats)
     return feats
+
+
+# --- what chapter 3 runs -------------------------------------------------------------------
+
+#: the backbones chapter 3 knows, the default first
+BACKBONES = ("efficientnet_lite0", *KERAS_BACKBONES)
+
+
+def backbone(name: str, cache_dir: str | Path | None = None):
+    """The named backbone without its classifier: pooled ImageNet features per image."""
+    if name == "efficientnet_lite0":
+        return imagenet_lite0(cache_dir, include_top=False)
+    return keras_backbone(name)
+
+
+def weights_source(name: str) -> str:
+    """Where a backbone's ImageNet weights come from, for the chapter's table."""
+    if name == "efficientnet_lite0":
+        return LITE0_WEIGHTS
+    return "keras.applications ImageNet weights from the local Keras cache"
+
+
+def photo_check(cache_dir: str | Path | None = None) -> dict[str, str]:
+    """EfficientNet-Lite0 with its classifier on two of scikit-image's sample photographs
+    (a cat, a cup of espresso): the weights are ImageNet's if it names them."""
+    import tensorflow as tf
+    from scipy.special import softmax
+    from skimage import data
+
+    photos = {"chelsea (a cat)": data.chelsea(), "coffee (a cup)": data.coffee()}
+    batch = np.stack([tf.image.resize(img.astype("float32") / 255, (224, 224)).numpy()
+                      for img in photos.values()])
+    logits = imagenet_lite0(cache_dir).predict((batch - IMAGENET_MEAN) / IMAGENET_STD,
+                                               verbose=0)
+    prob = softmax(logits, axis=1)
+    return {name: f"ImageNet class {int(p.argmax())} (p = {p.max():.2f})"
+            for name, p in zip(photos, prob, strict=True)}
+
+
+def subject_images(volume: np.ndarray, map_name: str, n_per_axis: int = 3) -> np.ndarray:
+    """One subject's slices of one map as the backbone sees them."""
+    return to_images(slice_stack(np.asarray(volume), n_per_axis),
+                     map_info(map_name).value_range)
