@@ -32,7 +32,6 @@ models = None  # default: the profile's Sequential depths
 map_sets = None  # default: the profile's map sets
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
@@ -42,30 +41,13 @@ study = Study.open(profile, cohort_dir, results_dir)
 models = models or list(study.profile.sequential_models)
 display(Markdown(study.training_description(models, map_sets)))
 
-# %%
-res = study.cnn_chapter(models, map_sets)
-
 # %% [markdown]
-# ## Learning curves
+# ## Learning curves, per fold and pooled
 # Training loss falls steadily while validation loss, on subjects the model never trains
 # on, turns up once the network starts to memorise: the epoch kept is the one before.
+# Below the curves: each fit's kept epoch, the metrics per fold against chance and the
+# oracle, and the metrics pooled over folds with 95 % bootstrap confidence intervals.
 
 # %%
-fig = plots.learning_curves(res["histories"])
-plt.show()
-display(res["fits"])
-
-# %% [markdown]
-# ## Per fold, against chance and the oracle
-
-# %%
-display(res["per_fold"].round(3))
-fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
-plt.show()
-
-# %% [markdown]
-# ## Pooled over folds, with 95 % bootstrap confidence intervals
-
-# %%
-display(plots.summary_table(res["summary"]))
-display(Markdown(study.oracle_note()))
+res = study.cnn_chapter(models, map_sets)
+plots.show_cnn_results(res, study.oracle_accuracy)

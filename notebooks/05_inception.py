@@ -29,7 +29,6 @@ models = ["inception_1", "inception_2"]
 map_sets = None  # default: the profile's map sets
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
@@ -38,30 +37,12 @@ from mri3dcnn.study import Study
 study = Study.open(profile, cohort_dir, results_dir)
 display(Markdown(study.training_description(models, map_sets)))
 
+# %% [markdown]
+# ## Learning curves, per fold and pooled
+# Each line is one fold; validation loss is measured on training subjects held out for
+# selection, never on the test fold. Then the metrics per fold against chance and the
+# oracle, and pooled over folds with 95 % bootstrap confidence intervals.
+
 # %%
 res = study.cnn_chapter(models, map_sets)
-
-# %% [markdown]
-# ## Learning curves
-# Each line is one fold; validation loss is measured on training subjects held out for
-# selection, never on the test fold.
-
-# %%
-fig = plots.learning_curves(res["histories"])
-plt.show()
-display(res["fits"])
-
-# %% [markdown]
-# ## Per fold, against chance and the oracle
-
-# %%
-display(res["per_fold"].round(3))
-fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
-plt.show()
-
-# %% [markdown]
-# ## Pooled over folds, with 95 % bootstrap confidence intervals
-
-# %%
-display(plots.summary_table(res["summary"]))
-display(Markdown(study.oracle_note()))
+plots.show_cnn_results(res, study.oracle_accuracy)

@@ -258,3 +258,23 @@ def subjects_maps(volumes: list[dict[str, np.ndarray]], grid_mm: float,
                   titles: list[str]) -> list[plt.Figure]:
     """`subject_maps` for several subjects, one figure each."""
     return [subject_maps(v, grid_mm, t) for v, t in zip(volumes, titles, strict=True)]
+
+
+def show_cnn_results(res: dict, oracle: float | None = None) -> None:
+    """What a CNN family chapter shows, in order: learning curves and each fit's kept
+    epoch, metrics per fold against chance and the oracle, metrics pooled over folds with
+    95 % bootstrap CIs. `res` is `Study.cnn_chapter`'s result."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("### Learning curves"))
+    learning_curves(res["histories"])
+    plt.show()
+    display(res["fits"])
+    display(Markdown("### Per fold, against chance and the oracle"))
+    display(res["per_fold"].round(3))
+    fold_metrics(res["per_fold"], oracle)
+    plt.show()
+    display(Markdown("### Pooled over folds, with 95 % bootstrap confidence intervals"))
+    display(summary_table(res["summary"]))
+    if oracle is not None:
+        display(Markdown(f"Oracle accuracy on this cohort: **{oracle:.3f}**."))

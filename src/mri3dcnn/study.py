@@ -217,12 +217,6 @@ class Study:
                 f"{'on' if p.augment else 'off'}; {p.n_folds}-fold CV x {p.n_repeats} "
                 "repeat(s).")
 
-    def oracle_note(self) -> str:
-        """The oracle's accuracy as a sentence; empty on a cohort without ground truth."""
-        if self.oracle_accuracy is None:
-            return ""
-        return f"Oracle accuracy on this cohort: **{self.oracle_accuracy:.3f}**."
-
     def cnn_chapter(self, models: list[str] | tuple[str, ...],
                     map_sets: list | tuple | None = None) -> dict:
         """Cross-validate each model on each map set; return what a family chapter shows:
