@@ -196,9 +196,34 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
                grid_mm: float | None = None,
                occlusion_subjects: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Mean |saliency| over the correctly classified patients of each fold's held-out
-    subjects, then averaged over folds: {method: {map: volume}}. Occlusion, a forward
-    pass per cube, may use fewer subjects (`occlusion_subjects`). With `save_dir`, every
-    subject's maps and the group maps are written there as NIfTI in MNI space."""
+    subjects, then averaged over folds.
+
+    Parameters
+    ----------
+    records : list of Record
+        Stored fits of one model, one per fold (each with its model and normaliser).
+    arrays : dict
+        The maps on the study grid, all subjects.
+    ids : list of str
+        Subject order of `arrays`.
+    methods : list of str
+        Names from `METHODS`.
+    mask : numpy.ndarray
+        The brain mask; saliency outside it is zeroed.
+    max_subjects : int
+        Patients explained per fold.
+    save_dir : Path, optional
+        With `grid_mm`, every subject's maps and the group maps are written there as
+        NIfTI in MNI space.
+    grid_mm : float, optional
+    occlusion_subjects : int, optional
+        Occlusion, a forward pass per cube, may explain fewer subjects.
+
+    Returns
+    -------
+    dict
+        {method: {map: group volume}}.
+    """
     import nibabel as nib
 
     from .volumes import to_image
@@ -275,7 +300,25 @@ def randomisation_check(model, x: dict[str, np.ndarray], maps: list[str], method
     """Cascading model randomisation (Adebayo et al. 2018): shuffle the weights of layers
     from the output down, one more each step, and correlate each method's saliency with
     the trained model's at `n_steps` depths (the last: every layer). A method whose maps
-    barely change explains the input, not the model."""
+    barely change explains the input, not the model.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A trained model; its weights are restored afterwards.
+    x : dict
+        Normalised inputs of the subjects explained, per map.
+    maps, methods : list of str
+    mask : numpy.ndarray
+    seed : int
+    n_steps : int
+        Depths at which maps are compared.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `method`, `layers_randomised`, `top_layer`, `rank_correlation`.
+    """
     ref = {meth: compute(meth, model, x, maps, mask) for meth in methods}
     trained = model.get_weights()
     rng = np.random.default_rng(seed)

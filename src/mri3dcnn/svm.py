@@ -52,21 +52,19 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def _images(self, X):
-        from nilearn.image import concat_imgs
+        from nilearn.masking import unmask
 
+        return unmask(np.asarray(X, np.float32), self._mask_image())
+
+    def _mask_image(self):
         from .volumes import to_image
 
-        vols = np.zeros((len(X), *self.mask.shape), np.float32)
-        vols[:, self.mask] = X
-        return concat_imgs([to_image(v, self.grid_mm) for v in vols])
+        return to_image(self.mask.astype(np.float32), self.grid_mm)
 
     def fit(self, X, y):
         from nilearn.decoding import Decoder
 
-        from .volumes import to_image
-
-        self.decoder_ = Decoder(estimator="svc", mask=to_image(self.mask.astype(np.float32),
-                                                               self.grid_mm),
+        self.decoder_ = Decoder(estimator="svc", mask=self._mask_image(),
                                 cv=StratifiedKFold(3, shuffle=True, random_state=self.seed),
                                 screening_percentile=self.screening_percentile,
                                 scoring="balanced_accuracy", standardize="zscore_sample")
