@@ -115,3 +115,15 @@ def test_cross_validation_resumes(data, tmp_path):
     assert again[0].info["created"] == first[0].info["created"]  # reused, not retrained
     np.testing.assert_array_equal(again[1].predictions["score"], first[1].predictions["score"])
     assert (again[1].path / "model.keras").exists()
+
+
+def test_progress_bar_is_silent_off_a_terminal(capsys):
+    """pytest captures stderr, as papermill and log files do: no bar may be drawn."""
+    from mri3dcnn.training import _callbacks
+
+    stop, bar = _callbacks(FitSpec("sequential_1", ("gm",), 3, 4, 1), "fit")
+    assert bar.epoch_bar.disable
+    assert stop.restore_best_weights and stop.patience == 1 and stop.monitor == "val_loss"
+    published = _callbacks(FitSpec("sequential_1", ("gm",), 3, 4, 1, protocol="published"),
+                           "fit")[0]
+    assert published.monitor == "val_accuracy" and published.patience == 3
