@@ -127,6 +127,11 @@ def display_name(key: dict) -> str:
     return name
 
 
+def maps_label(key: dict) -> str:
+    """A key's maps as tables and folder names show them: `gm+fa`."""
+    return "+".join(key["maps"])
+
+
 def iter_units(spec: ModelSpec, estimator: Estimator, plan: pd.DataFrame, context: dict,
                repeats: list[int] | None = None,
                folds: list[int] | None = None) -> Iterator[Unit]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .atomic import atomic_directory
 from .config import config_hash
-from .crossval import KEY_FIELDS, display_name
+from .crossval import KEY_FIELDS, display_name, maps_label
 
 PREDICTION_COLUMNS = ("participant_id", "set", "y_true", "score", "pred")
 
@@ -47,6 +47,15 @@ class Record:
         """The model's label in tables (`crossval.display_name`)."""
         return display_name(self.key)
 
+    @property
+    def maps(self) -> list[str]:
+        return list(self.key["maps"])
+
+    @property
+    def maps_label(self) -> str:
+        """The maps as tables show them: `gm+fa`."""
+        return maps_label(self.key)
+
 
 def _normalise_key(key: dict) -> dict:
     missing = [f for f in KEY_FIELDS if f not in key]
@@ -54,7 +63,7 @@ def _normalise_key(key: dict) -> dict:
         raise ValueError(f"Result key lacks {missing}; a key needs {KEY_FIELDS} and 'config'.")
     out = dict(key)
     maps = out["maps"]
-    out["maps"] = "+".join(maps) if isinstance(maps, list | tuple) else str(maps)
+    out["maps"] = [maps] if isinstance(maps, str) else list(maps)
     out.setdefault("config", {})
     return out
 
@@ -74,7 +83,7 @@ class ResultsStore:
     def path_for(self, key: dict) -> Path:
         key = _normalise_key(key)
         h = config_hash(key)
-        return self.root / key["chapter"] / display_name(key) / key["maps"] / h
+        return self.root / key["chapter"] / display_name(key) / maps_label(key) / h
 
     def get(self, key: dict) -> Record | None:
         path = self.path_for(key)
@@ -156,7 +165,7 @@ def predictions_of(records: list[Record]) -> pd.DataFrame:
         df = rec.predictions
         df["model"] = rec.name
         for f in KEY_FIELDS:
-            df[f] = rec.key[f]
+            df[f] = rec.maps_label if f == "maps" else rec.key[f]
         df["hash"] = rec.info["hash"]
         frames.append(df)
     if not frames:

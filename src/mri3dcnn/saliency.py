@@ -232,7 +232,7 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
     sums: dict[str, dict[str, np.ndarray]] = {}
     n_folds = 0
     for rec in records:
-        maps = rec.key["maps"].split("+")
+        maps = rec.maps
         p = rec.predictions
         hit = p[(p.set == "cv") & (p.y_true == 1) & (p.pred == 1)]
         chosen = [pos[s] for s in hit.participant_id[:max_subjects]]

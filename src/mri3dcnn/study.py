@@ -226,10 +226,10 @@ class Study:
         records = [r for model in models for maps in self.cnn_map_sets(map_sets)
                    for r in self.fit_cnn(model, maps)]
         preds = predictions_of(records)
-        histories = pd.concat([r.history.assign(model=r.name, maps=r.key["maps"],
+        histories = pd.concat([r.history.assign(model=r.name, maps=r.maps_label,
                                                 fold=r.key["fold"], repeat=r.key["repeat"])
                                for r in records], ignore_index=True)
-        fits = pd.DataFrame([{"model": r.name, "maps": r.key["maps"],
+        fits = pd.DataFrame([{"model": r.name, "maps": r.maps_label,
                               "repeat": r.key["repeat"], "fold": r.key["fold"],
                               "best epoch": r.info["best_epoch"],
                               "epochs run": r.info["epochs_run"],
@@ -463,7 +463,7 @@ class Study:
         recs = [r for r in self.records(CHAPTER_CNN)
                 if r.key["protocol"] == "inner" and r.key["variant"] == "none"
                 and r.key["fusion"] == ("branch" if multi else "none")
-                and (multi or r.key["maps"] == "gm")]
+                and (multi or r.maps == ["gm"])]
         return sorted(recs, key=lambda r: (r.key["family"], r.key["repeat"], r.key["fold"]))
 
     def saliency_chapter(self, methods: list[str] | tuple[str, ...],
@@ -565,7 +565,7 @@ class Study:
                     "multi": pd.DataFrame()}
         family = fused[0].key["family"]
         fused = [r for r in fused if r.key["family"] == family]
-        fmaps = fused[0].key["maps"].split("+")
+        fmaps = fused[0].maps
         multi = sal.group_maps(fused, self.arrays(fmaps), self.ids, methods, self.mask,
                                max_subjects=self.profile.saliency_subjects,
                                save_dir=self.store.root / "saliency" / f"{family}-branch",
