@@ -396,10 +396,11 @@ class Study:
 
         stored = self.predictions(CHAPTER_CNN)
         plain = stored[(stored.maps == "gm") & (stored.protocol == "inner")
-                       & (stored.variant == "none")] if len(stored) else stored
+                       & (stored.variant == "none")]
         ranking = pd.DataFrame(columns=["model", "n", "accuracy", "balanced_accuracy", "auc"])
         if len(plain):
-            ranking = ranked(summarise(plain, n_boot=200))[ranking.columns].round(3)
+            cv = summarise(plain, n_boot=200).query("set == 'cv'")
+            ranking = ranked(cv)[ranking.columns].round(3)
         if family is None:
             family = ranking.iloc[0]["model"] if len(ranking) else DEFAULT_FAMILY
         return family, ranking
