@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,11 @@ def _callbacks(spec: FitSpec, progress_desc: str) -> list:
     protocol only (the published one ran every epoch: patience = epochs never triggers).
     One progress bar per fit in a terminal, none in notebooks and logs."""
     import keras
-    from tqdm.keras import TqdmCallback
-    from tqdm.std import tqdm
+    from tqdm.std import TqdmWarning, tqdm
+
+    with warnings.catch_warnings():  # it imports tqdm.auto, which warns in a kernel without
+        warnings.simplefilter("ignore", TqdmWarning)  # ipywidgets; the plain bar is used
+        from tqdm.keras import TqdmCallback
 
     published = spec.protocol == "published"
     best = keras.callbacks.EarlyStopping(
