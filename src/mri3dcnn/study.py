@@ -3,6 +3,10 @@
 A chapter starts with `Study.open(profile, cohort_dir, results_dir)`. With no cohort folder
 it uses the profile's synthetic cohort, generating it on first use, so a chapter run on its
 own with papermill works as well as a whole-book build.
+
+Every model kind is built the same way (`cnn`, `sklearn`, `late_fusion` return a
+`crossval.Model`) and run by the same verb, `cross_validate`. Each `*_chapter` method is
+the one call behind a chapter's tables and figures.
 """
 
 from __future__ import annotations
