@@ -72,7 +72,7 @@ def bench_model(name: str, grid, batch: int, batches: int) -> dict:
 
 
 def bench_augmentation(grid, grid_mm: float, n: int = 16) -> float:
-    from mri3dcnn.training import augment_batch
+    from mri3dcnn.preprocessing import augment_batch
 
     rng = np.random.default_rng(0)
     batch = {"gm": rng.random((n, *grid), dtype=np.float32)}

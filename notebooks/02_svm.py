@@ -33,43 +33,12 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.atlas import ATLAS_NAME, region_table
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, per_fold_metrics, summarise
-from mri3dcnn.features import masked_voxels, regional_means
-from mri3dcnn.splits import cv_subjects
+from mri3dcnn.atlas import ATLAS_NAME
 from mri3dcnn.study import Study
-from mri3dcnn.svm import DecoderOnArrays, chance, linear_svm, run_sklearn_cv, weight_map
 
 study = Study.open(profile, cohort_dir, results_dir)
-prof = study.profile
-arrays = study.arrays(maps)
-voxels = {m: masked_voxels(arrays, [m], study.mask) for m in maps}
-voxels["+".join(maps)] = masked_voxels(arrays, maps, study.mask)
-regional, region_names = regional_means(arrays, maps, study.grid_mm)
-display(Markdown(
-    f"{len(study.ids)} subjects; {voxels['gm'].shape[1]} voxels per map; "
-    f"{regional.shape[1]} regional features ({len(region_names) // len(maps)} regions of "
-    f"{ATLAS_NAME} x {len(maps)} maps). {prof.n_folds}-fold CV x {prof.n_repeats} "
-    f"repeat(s); C from {list(prof.svm_C)} by inner {prof.svm_inner_folds}-fold CV."
-))
-
-# %%
-def svm(kernel="linear"):
-    return lambda: linear_svm(prof.svm_C, prof.svm_inner_folds, kernel=kernel)
-
-
-runs = [("svm_linear", [m], voxels[m], svm()) for m in maps]
-runs += [
-    ("svm_linear", maps, voxels["+".join(maps)], svm()),
-    ("svm_rbf", ["gm"], voxels["gm"], svm("rbf")),
-    ("svm_linear_regional", maps, regional, svm()),
-    ("nilearn_decoder", ["gm"], voxels["gm"],
-     lambda: DecoderOnArrays(study.mask, study.grid_mm)),
-    ("chance", ["gm"], voxels["gm"], chance),
-]
-for name, run_maps, X, make in runs:
-    run_sklearn_cv(study.store, "02_svm", name, run_maps, make, X, study.y, study.ids,
-                   study.plan, study.context)
+svm = study.svm_chapter(maps)
+display(Markdown(svm["description"]))
 
 # %% [markdown]
 # ## Pooled over folds, with 95 % bootstrap confidence intervals
@@ -77,25 +46,16 @@ for name, run_maps, X, make in runs:
 # the held-out site, scored by the fold models' majority vote.
 
 # %%
-preds = study.predictions("02_svm")
-summary = summarise(preds)
-display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
-        .round(3))
-fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
+display(plots.summary_table(svm["summary"]))
+fig = plots.model_forest(svm["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
-cmp = summary[(summary.maps == "gm") & (summary.set == "cv")
-              & summary.model.isin(["svm_linear", "nilearn_decoder"])]
-display(Markdown("Cross-check on grey matter, same folds: " + "; ".join(
-    f"{r.model} accuracy {r.accuracy:.3f} [{r.accuracy_low:.3f}, {r.accuracy_high:.3f}]"
-    for r in cmp.itertuples())))
+display(Markdown(svm["cross_check"]))
 
 # %% [markdown]
 # ## Per fold
 
 # %%
-folds = per_fold_metrics(preds)
-fig = plots.fold_metrics(folds[folds.model.isin(["svm_linear", "chance"])
-                               & (folds.maps == "gm")], study.oracle_accuracy)
+fig = plots.fold_metrics(svm["per_fold"], study.oracle_accuracy)
 plt.show()
 
 # %% [markdown]
@@ -106,13 +66,9 @@ plt.show()
 # mean absolute weight are listed with their peak coordinates.
 
 # %%
-rows = [study.ids.index(s) for s in cv_subjects(study.plan)]
-w = weight_map(svm()(), voxels["gm"][rows], study.y[rows])
-wmap = study.mask.astype("float32") * 0
-wmap[study.mask] = w / abs(w).max()
-mean_gm = arrays["gm"][:].mean(axis=0)
-fig = plots.stat_map(wmap, mean_gm, study.grid_mm, "linear SVM weights (grey matter)",
-                     threshold=0.3)
+weights = study.svm_weights("gm")
+fig = plots.stat_map(weights["weights"], weights["background"], study.grid_mm,
+                     "linear SVM weights (grey matter)", threshold=0.3)
 plt.show()
-display(region_table(wmap, study.grid_mm, top=10).round(3))
+display(weights["regions"])
 display(Markdown(f"Atlas: {ATLAS_NAME}."))

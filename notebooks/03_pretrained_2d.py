@@ -34,20 +34,14 @@ n_per_axis = 3
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn import pretrained2d as p2d
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, summarise
-from mri3dcnn.maps import map_info
 from mri3dcnn.study import Study
-from mri3dcnn.svm import linear_svm, run_sklearn_cv
 
 study = Study.open(profile, cohort_dir, results_dir)
-prof = study.profile
-maps = list(maps or prof.fusion_maps)
-arrays = study.arrays(maps)
+maps = maps or list(study.profile.fusion_maps)
 
 # %% [markdown]
 # ## The default backbone is really ImageNet-trained
@@ -56,62 +50,25 @@ arrays = study.arrays(maps)
 # it must recognise photographs: two of scikit-image's sample images, classified.
 
 # %%
-import tensorflow as tf
-from skimage import data as skdata
-
-lite0 = p2d.imagenet_lite0(study.cache_dir)
-photos = {"chelsea (a cat)": skdata.chelsea(), "coffee (a cup)": skdata.coffee()}
-batch = np.stack([tf.image.resize(img.astype("float32") / 255, (224, 224)).numpy()
-                  for img in photos.values()])
-logits = lite0.predict((batch - p2d.IMAGENET_MEAN) / p2d.IMAGENET_STD, verbose=0)
-prob = np.exp(logits - logits.max(1, keepdims=True))
-prob /= prob.sum(1, keepdims=True)
-display({name: f"ImageNet class {int(p.argmax())} (p = {p.max():.2f})"
-         for name, p in zip(photos, prob, strict=True)})
+display(p2d.photo_check(study.cache_dir))
 display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
 
 # %% [markdown]
 # ## One subject's slices as the backbone sees them
 
 # %%
-imgs = p2d.to_images(p2d.slice_stack(np.asarray(arrays[maps[0]][0]), n_per_axis),
-                     map_info(maps[0]).value_range)
-fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
-for ax, img in zip(axes.flat, imgs, strict=True):
-    ax.imshow((img * p2d.IMAGENET_STD + p2d.IMAGENET_MEAN).clip(0, 1))
-    ax.axis("off")
+images = p2d.subject_images(study.arrays(maps)[maps[0]][0], maps[0], n_per_axis)
+fig = plots.slice_grid(images, n_per_axis)
 plt.show()
 
 # %% [markdown]
 # ## Features and classification
 
 # %%
-status = {}
-for name in backbones:
-    try:
-        net = (p2d.imagenet_lite0(study.cache_dir, include_top=False)
-               if name == "efficientnet_lite0" else p2d.keras_backbone(name))
-    except FileNotFoundError as err:
-        status[name] = f"not run: {err}"
-        continue
-    feats = {m: p2d.cached_features(name, net, arrays[m], m, study.cache_dir,
-                                    study.fingerprint, n_per_axis) for m in maps}
-    sets = {m: feats[m] for m in maps}
-    if len(maps) > 1:
-        sets["+".join(maps)] = np.hstack([feats[m] for m in maps])
-    for label, X in sets.items():
-        run_sklearn_cv(study.store, "03_pretrained_2d", f"2d_{name}", label.split("+"),
-                       lambda: linear_svm(prof.svm_C, prof.svm_inner_folds), X, study.y,
-                       study.ids, study.plan, study.context)
-    weights = (p2d.LITE0_WEIGHTS if name == "efficientnet_lite0"
-               else "keras.applications ImageNet weights from the local Keras cache")
-    status[name] = f"run: {feats[maps[0]].shape[1]} features per map and subject; {weights}"
-display(status)
+features = study.pretrained_2d_chapter(backbones, maps, n_per_axis)
+display(features["status"])
 
 # %%
-preds = study.predictions("03_pretrained_2d")
-summary = summarise(preds)
-display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
-        .round(3))
-fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
+display(plots.summary_table(features["summary"]))
+fig = plots.model_forest(features["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()

@@ -32,44 +32,22 @@ models = None  # default: the profile's Sequential depths
 map_sets = None  # default: the profile's map sets
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
-prof = study.profile
-models = list(models or prof.sequential_models)
-map_sets = [tuple(m) for m in (map_sets or prof.cnn_map_sets)]
+models = models or list(study.profile.sequential_models)
 display(Markdown(study.training_description(models, map_sets)))
+
+# %% [markdown]
+# ## Learning curves, per fold and pooled
+# Training loss falls steadily while validation loss, on subjects the model never trains
+# on, turns up once the network starts to memorise: the epoch kept is the one before.
+# Below the curves: each fit's kept epoch, the metrics per fold against chance and the
+# oracle, and the metrics pooled over folds with 95 % bootstrap confidence intervals.
 
 # %%
 res = study.cnn_chapter(models, map_sets)
-
-# %% [markdown]
-# ## Learning curves
-# Training loss falls steadily while validation loss, on subjects the model never trains
-# on, turns up once the network starts to memorise: the epoch kept is the one before.
-
-# %%
-fig = plots.learning_curves(res["histories"])
-plt.show()
-display(res["fits"])
-
-# %% [markdown]
-# ## Per fold, against chance and the oracle
-
-# %%
-display(res["per_fold"].round(3))
-fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
-plt.show()
-
-# %% [markdown]
-# ## Pooled over folds, with 95 % bootstrap confidence intervals
-
-# %%
-display(res["summary"][SUMMARY_COLUMNS].round(3))
-if study.oracle_accuracy is not None:
-    display(Markdown(f"Oracle accuracy on this cohort: **{study.oracle_accuracy:.3f}**."))
+plots.show_cnn_results(res, study.oracle_accuracy)

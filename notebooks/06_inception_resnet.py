@@ -28,53 +28,28 @@
 profile = "quick"
 cohort_dir = None
 results_dir = None
-models = ["inception_resnet_1", "inception_resnet_2"]
 map_sets = None  # default: the profile's map sets
+models = ["inception_resnet_1", "inception_resnet_2"]
 
 # %%
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS
 from mri3dcnn.models import build
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
-prof = study.profile
-models = list(models)
-map_sets = [tuple(m) for m in (map_sets or prof.cnn_map_sets)]
-display(Markdown(study.training_description(models, map_sets)))
 published = build("inception_resnet_2", ["gm"], study.mask.shape, published_wiring=True,
                   compile=False)
-display(Markdown(f"Inception_resnet_2 as published (head on the first block): "
-                 f"{published.count_params():,} parameters, the same as Inception_resnet_1."))
+display(Markdown(f"{study.training_description(models, map_sets)} Inception_resnet_2 as "
+                 f"published (head on the first block): {published.count_params():,} "
+                 "parameters, the same as Inception_resnet_1."))
+
+# %% [markdown]
+# ## Learning curves, per fold and pooled
+# As in chapter 5: one line per fold, validation loss on held-out training subjects; then
+# the metrics per fold and pooled over folds, with 95 % bootstrap confidence intervals.
 
 # %%
 res = study.cnn_chapter(models, map_sets)
-
-# %% [markdown]
-# ## Learning curves
-# Each line is one fold; validation loss is measured on training subjects held out for
-# selection, never on the test fold.
-
-# %%
-fig = plots.learning_curves(res["histories"])
-plt.show()
-display(res["fits"])
-
-# %% [markdown]
-# ## Per fold, against chance and the oracle
-
-# %%
-display(res["per_fold"].round(3))
-fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
-plt.show()
-
-# %% [markdown]
-# ## Pooled over folds, with 95 % bootstrap confidence intervals
-
-# %%
-display(res["summary"][SUMMARY_COLUMNS].round(3))
-if study.oracle_accuracy is not None:
-    display(Markdown(f"Oracle accuracy on this cohort: **{study.oracle_accuracy:.3f}**."))
+plots.show_cnn_results(res, study.oracle_accuracy)

@@ -35,40 +35,21 @@ maps = None  # default: the profile's fusion maps
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, paired_difference, per_fold_metrics, summarise
-from mri3dcnn.models import FAMILIES
-from mri3dcnn.results import predictions_of
 from mri3dcnn.study import Study
-from mri3dcnn.training import late_fusion
 
 study = Study.open(profile, cohort_dir, results_dir)
-maps = list(maps or study.profile.fusion_maps)
-stored = study.predictions("3d_cnn")
-candidates = stored[(stored.maps == "gm") & (stored.protocol == "inner")
-                    & stored.model.isin(list(FAMILIES))]
-if family is None and len(candidates):
-    ranking = summarise(candidates, n_boot=200).query("set == 'cv'").sort_values(
-        "auc", ascending=False)
-    display(ranking[["model", "n", "accuracy", "balanced_accuracy", "auc"]].round(3))
-    family = ranking.iloc[0]["model"]
-family = family or "sequential_2"
-display(Markdown(f"Family compared here: **{family}** (maps: {', '.join(maps)})."))
+family, ranking = study.best_cnn_family(family)
+display(ranking)
+display(Markdown(f"Family compared here: **{family}** (maps: "
+                 f"{', '.join(maps or study.profile.fusion_maps)})."))
 
 # %%
-single = {m: study.fit_cnn(family, (m,)) for m in maps}
-branch = study.fit_cnn(family, maps, fusion="branch")
-channel = study.fit_cnn(family, maps, fusion="channel")
-late = late_fusion(study.store, "3d_cnn", single, family, study.context)
-records = [r for recs in single.values() for r in recs] + branch + channel + late
-preds = predictions_of(records)
-summary = summarise(preds)
-display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
-        .round(3))
-fig = plots.model_forest(summary, "balanced_accuracy", study.oracle_accuracy)
+fusion = study.fusion_chapter(family, maps)
+display(plots.summary_table(fusion["summary"]))
+fig = plots.model_forest(fusion["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 
 # %% [markdown]
@@ -77,14 +58,7 @@ plt.show()
 # balanced accuracy with a paired bootstrap 95 % interval.
 
 # %%
-cv = summary[summary.set == "cv"]
-best_map = cv[cv.maps.isin(maps)].sort_values("auc", ascending=False).iloc[0]["maps"]
-ref = preds[(preds.model == family) & (preds.maps == best_map)]
-rows = []
-for label, recs in (("branch", branch), ("channel", channel), ("late", late)):
-    d = paired_difference(predictions_of(recs), ref, "balanced_accuracy")
-    rows.append({"fusion": label, "vs single map": best_map, **d})
-display(pd.DataFrame(rows).round(3))
+display(fusion["paired"])
 
 # %% [markdown]
 # ## The published protocol: selecting the epoch on the test fold
@@ -93,15 +67,7 @@ display(pd.DataFrame(rows).round(3))
 # the epoch with the lowest loss on a validation split of the training subjects.
 
 # %%
-inner = study.fit_cnn(family, ("gm",))
-published = study.fit_cnn(family, ("gm",), protocol="published")
-preds_in, preds_pub = predictions_of(inner), predictions_of(published)
-inflation = paired_difference(preds_pub, preds_in, "accuracy")
-folds = per_fold_metrics(pd.concat([preds_in, preds_pub]))
-fig = plots.protocol_comparison(folds, inflation)
+protocol = study.protocol_chapter(family)
+fig = plots.protocol_comparison(protocol["per_fold"], protocol["inflation"])
 plt.show()
-display(Markdown(
-    f"Cross-validated accuracy reported by the published protocol minus the honest one: "
-    f"**{inflation['difference']:+.3f}** (95 % CI {inflation['ci_low']:+.3f} to "
-    f"{inflation['ci_high']:+.3f}, n = {inflation['n']} subjects)."
-))
+display(Markdown(protocol["text"]))

@@ -28,53 +28,32 @@ metric = "balanced_accuracy"
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import compare_auc, headline_claims, label, per_fold_metrics, summarise
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
-preds = study.predictions()
-summary = summarise(preds)
-display(Markdown(f"{summary.model.nunique()} models, {preds.hash.nunique()} stored fits, "
-                 f"{preds.participant_id.nunique()} subjects."))
+summary = study.summary_chapter()
+display(Markdown(summary["counts"]))
 
 # %% [markdown]
 # ## All models: cross-validation and the independent site
 
 # %%
-def with_ci(df, m):
-    return df.apply(lambda r: f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]",
-                    axis=1)
-
-
-wide = []
-for s, g in summary.groupby("set"):
-    t = g.assign(label=label(g)).set_index("label")
-    wide.append(pd.DataFrame({f"{m} ({s})": with_ci(t, m)
-                              for m in ("accuracy", "balanced_accuracy", "auc")}))
-table = pd.concat(wide, axis=1).sort_index()
-display(table)
-out = study.store.root / "summary.csv"
-summary.to_csv(out, index=False)
-display(Markdown(f"Exported with sensitivity, specificity and every interval: `{out}`"))
+display(plots.ci_table(summary["summary"]))
+display(Markdown("Exported with sensitivity, specificity and every interval: "
+                 f"`{summary['export']}`"))
 
 # %%
-fig = plots.model_forest(summary, metric, study.oracle_accuracy)
+fig = plots.model_forest(summary["summary"], metric, study.oracle_accuracy)
 plt.show()
 
 # %% [markdown]
 # ## Fold models alone on the independent site, beside their vote
 
 # %%
-folds = per_fold_metrics(preds[preds.set == "independent"])
-single = (folds.assign(label=label(folds)).groupby("label")[["accuracy", "auc"]]
-          .agg(["mean", "min", "max"]).round(3))
-vote = summary[summary.set == "independent"].assign(label=label)
-single[("vote", "accuracy")] = vote.set_index("label")["accuracy"].round(3)
-display(single)
+display(plots.fold_models_and_vote(summary["predictions"], summary["summary"]))
 
 # %% [markdown]
 # ## Paired comparisons
@@ -84,11 +63,7 @@ display(single)
 # in choosing what is tested.
 
 # %%
-cv = summary[summary.set == "cv"].assign(label=label)
-ranked = cv.sort_values("auc", ascending=False)["label"].tolist()
-if (preds.set == "independent").any() and len(ranked) > 1:
-    pairs = [(ranked[0], other) for other in ranked[1:]]
-    display(compare_auc(preds, pairs, "independent").round(4))
+display(summary["comparisons"])
 
 # %% [markdown]
 # ## The study's claims, on this cohort
@@ -97,12 +72,5 @@ if (preds.set == "independent").any() and len(ranked) > 1:
 # none is written by hand.
 
 # %%
-claims = headline_claims(summary, preds)
-display(claims.round(4))
-if study.oracle_accuracy is not None:
-    best = summary[summary.set == "cv"].sort_values("accuracy", ascending=False).iloc[0]
-    display(Markdown(
-        f"Best cross-validated accuracy: **{best.accuracy:.3f}** ({best.model}, "
-        f"{best.maps}); the oracle reaches **{study.oracle_accuracy:.3f}** and no model can "
-        f"exceed **{study.truth['ceiling_accuracy']:.3f}** on this cohort."
-    ))
+display(summary["claims"])
+display(Markdown(summary["best"]))

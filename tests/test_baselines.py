@@ -8,10 +8,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from mri3dcnn.atlas import aal_on_grid, region_table
+from mri3dcnn.crossval import CHAPTER_SVM, ModelSpec, cross_validate
 from mri3dcnn.features import masked_voxels, regional_means
 from mri3dcnn.results import ResultsStore
 from mri3dcnn.splits import iter_folds, make_split_plan
-from mri3dcnn.svm import fit_predict_sklearn, linear_svm, run_sklearn_cv, weight_map
+from mri3dcnn.svm import SklearnFit, fit_predict_sklearn, linear_svm, weight_map
 
 MARKER = 1e6
 
@@ -60,10 +61,10 @@ def test_marker_subject_never_reaches_a_fitted_step(tmp_path):
 def test_nested_svm_learns_and_is_stored(tmp_path):
     X, y, ids, plan = _data(60)
     store = ResultsStore(tmp_path)
-    recs = run_sklearn_cv(store, "02_svm", "svm_linear", ["gm"],
-                          lambda: linear_svm((1e-2, 1.0), inner_folds=3), X, y, ids, plan,
+    fit = SklearnFit(lambda: linear_svm((1e-2, 1.0), inner_folds=3), X, y, ids)
+    recs = cross_validate(store, ModelSpec(CHAPTER_SVM, "svm_linear", ("gm",)), fit, plan,
                           {"cohort": "x"})
-    p = store.predictions("02_svm")
+    p = store.predictions(CHAPTER_SVM)
     cv = p[p.set == "cv"]
     assert len(recs) == 3 and len(cv) == 30  # site "b" is the independent set
     assert (cv.pred == cv.y_true).mean() > 0.75

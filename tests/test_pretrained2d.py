@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mri3dcnn import pretrained2d as p2d
+from mri3dcnn.torchpickle import read_torch_legacy
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +13,7 @@ def lite0(tmp_path_factory):
 
 
 def test_state_dict_reads_without_torch():
-    state = p2d.read_torch_legacy(p2d.lite0_weights_file())
+    state = read_torch_legacy(p2d.lite0_weights_file())
     assert len(state) == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_fc.weight"].shape == (1000, 1280)
@@ -55,18 +56,6 @@ def test_missing_keras_weights_say_where(tmp_path):
         p2d.keras_backbone("resnet50", tmp_path / "absent.h5")
     with pytest.raises(ValueError, match="Unknown backbone"):
         p2d.keras_backbone("alexnet")
-
-
-def test_refuses_arbitrary_pickles(tmp_path):
-    import pickle
-
-    bad = tmp_path / "bad.pth"
-    with open(bad, "wb") as f:
-        for obj in (1, 1001, {}):
-            pickle.dump(obj, f)
-        pickle.dump(print, f)  # a global outside the allowed few
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        p2d.read_torch_legacy(bad)
 
 
 def test_keras_backbone_loads_a_local_weights_file(tmp_path):

@@ -7,8 +7,9 @@ from mri3dcnn.results import ResultsStore
 
 
 def _key(**over):
-    k = {"chapter": "c", "model": "m", "maps": ["gm"], "fold": 0, "repeat": 0, "seed": 0,
-         "protocol": "inner", "config": {"a": 1}}
+    k = {"chapter": "c", "family": "m", "maps": ["gm"], "fusion": "none", "protocol": "inner",
+         "variant": "none", "features": "voxels", "fold": 0, "repeat": 0, "seed": 0,
+         "config": {"a": 1}}
     k.update(over)
     return k
 
@@ -53,3 +54,13 @@ def test_incomplete_predictions_refused(tmp_path):
         ResultsStore(tmp_path).put(_key(), _preds().drop(columns="score"))
     with pytest.raises(ValueError, match="lacks"):
         ResultsStore(tmp_path).path_for({"chapter": "c"})
+
+
+def test_predictions_carry_explicit_key_columns(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.put(_key(fusion="channel", maps=["gm", "fa"], variant="shuffled-labels"), _preds())
+    p = store.predictions()
+    assert p["model"].unique().tolist() == ["m-channel-shuffled-labels"]
+    assert p["family"].unique().tolist() == ["m"] and p["maps"].unique().tolist() == ["gm+fa"]
+    assert {"fusion", "variant", "features", "protocol", "hash"} <= set(p.columns)
+    assert (p["variant"] == "shuffled-labels").all()

@@ -82,3 +82,39 @@ def test_unknown_method(toy):
     model, x, _ = toy
     with pytest.raises(ValueError, match="Unknown saliency method"):
         sal.compute("lime", model, x, ["gm"])
+
+
+def test_sanity_rule_is_the_named_threshold():
+    """A method passes only when both correlations stay under the documented threshold."""
+    t = sal.SANITY_MAX_CORRELATION
+    assert 0 < t < 1
+    assert sal.passes_sanity(t - 0.01, -0.2)
+    assert not sal.passes_sanity(t, 0.0)  # at the threshold is not below it
+    assert not sal.passes_sanity(0.1, t + 0.2)
+
+
+def test_sanity_checks_table(toy):
+    model, x = toy[:2]
+    mask = np.ones(x["gm"].shape[1:], bool)
+    rand = sal.randomisation_check(model, x, ["gm"], ["gradient"], mask, n_steps=2)
+    table = sal.sanity_checks(model, x, model, x, ["gm"], ["gradient"], mask, rand)
+    row = table.iloc[0]
+    assert row["r vs shuffled-label model"] == pytest.approx(1.0)  # the same model
+    assert not row["passes"]
+
+
+def test_localisation_table_scores_each_family_and_method():
+    brain = np.ones((6, 6, 6), bool)
+    planted = {"r": np.zeros((6, 6, 6), bool)}
+    planted["r"][1:3, 1:3, 1:3] = True
+    assert sal.localisation_table({}, {}, brain, 8.0).empty
+    good = planted["r"].astype(np.float32) + 0.01
+    group = {"fam": {"gradient": {"gm": good}, "gradcam": {"gm": 1 - good}}}
+    from unittest import mock
+
+    top = sal.pd.DataFrame({"planted": ["r"], "atlas_region": ["x"], "in_top5": [True]})
+    with mock.patch.object(sal, "planted_in_top_regions", return_value=top):
+        loc = sal.localisation_table(group, planted, brain, 8.0)
+    assert loc.set_index("method").loc["gradient", "auc"] == 1.0
+    assert loc.set_index("method").loc["gradcam", "auc"] == 0.0
+    assert (loc["planted_in_top5_regions"] == 1.0).all()

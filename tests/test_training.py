@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from mri3dcnn.cohort import Cohort
+from mri3dcnn.crossval import ModelSpec, cross_validate
+from mri3dcnn.preprocessing import Normaliser, augment_batch
 from mri3dcnn.results import ResultsStore
 from mri3dcnn.splits import iter_folds, make_split_plan
-from mri3dcnn.training import FitSpec, Normaliser, augment_batch, fit_predict, run_cv
+from mri3dcnn.training import CNNFit, FitSpec, fit_predict
 from mri3dcnn.volumes import load_maps
 
 
@@ -60,6 +62,24 @@ def test_published_protocol_selects_on_the_test_fold(data):
     assert inner["n_train"] + inner["n_val"] == len(train)
     with pytest.raises(ValueError, match="protocol"):
         FitSpec("sequential_1", ("gm",), 1, 4, 1, protocol="test-set")
+    with pytest.raises(ValueError, match="variant"):
+        FitSpec("sequential_1", ("gm",), 1, 4, 1, variant="shuffled")
+
+
+def test_published_protocol_never_stops_early(data):
+    """EarlyStopping with patience = epochs runs every epoch, as the published code did,
+    and keeps the epoch with the best validation accuracy."""
+    out = _fit(data, protocol="published", epochs=4, patience=1)
+    hist = out["history"]
+    assert out["info"]["epochs_run"] == 4
+    assert out["info"]["best_epoch"] == int(hist["val_accuracy"].idxmax()) + 1
+
+
+def test_inner_protocol_keeps_the_lowest_validation_loss(data):
+    out = _fit(data, epochs=4, patience=1)
+    hist = out["history"]
+    assert out["info"]["best_epoch"] == int(hist["val_loss"].idxmin()) + 1
+    assert out["info"]["epochs_run"] <= out["info"]["best_epoch"] + 1
 
 
 def test_normaliser_uses_training_subjects_only():
@@ -80,18 +100,30 @@ def test_augmentation_keeps_shape_and_changes_content():
     np.testing.assert_allclose(out["fa"], 2 * out["gm"], atol=1e-5)  # one transform per subject
 
 
-def test_run_cv_resumes(data, tmp_path):
+def test_cross_validation_resumes(data, tmp_path):
     cohort, arrays, plan = data
     store = ResultsStore(tmp_path)
-    spec = FitSpec("sequential_1", ("gm",), 1, 4, 1)
-    first = run_cv(store, "t", spec, arrays, cohort.subjects, cohort.labels, plan,
-                   {"cohort": "x"}, 8.0)
+    fit = CNNFit(FitSpec("sequential_1", ("gm",), 1, 4, 1), arrays, cohort.labels,
+                 cohort.subjects, 8.0)
+    key = ModelSpec("t", "sequential_1", ("gm",))
+    first = cross_validate(store, key, fit, plan, {"cohort": "x"})
     # remove one fold's record, as if the run had been killed before it
     import shutil
 
     shutil.rmtree(first[1].path)
-    again = run_cv(store, "t", spec, arrays, cohort.subjects, cohort.labels, plan,
-                   {"cohort": "x"}, 8.0)
+    again = cross_validate(store, key, fit, plan, {"cohort": "x"})
     assert again[0].info["created"] == first[0].info["created"]  # reused, not retrained
     np.testing.assert_array_equal(again[1].predictions["score"], first[1].predictions["score"])
     assert (again[1].path / "model.keras").exists()
+
+
+def test_progress_bar_is_silent_off_a_terminal(capsys):
+    """pytest captures stderr, as papermill and log files do: no bar may be drawn."""
+    from mri3dcnn.training import _callbacks
+
+    stop, bar = _callbacks(FitSpec("sequential_1", ("gm",), 3, 4, 1), "fit")
+    assert bar.epoch_bar.disable
+    assert stop.restore_best_weights and stop.patience == 1 and stop.monitor == "val_loss"
+    published = _callbacks(FitSpec("sequential_1", ("gm",), 3, 4, 1, protocol="published"),
+                           "fit")[0]
+    assert published.monitor == "val_accuracy" and published.patience == 3

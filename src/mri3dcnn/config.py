@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ class Profile:
     epochs: int
     batch_size: int
     patience: int
-    seeds: tuple[int, ...] = (0,)
+    #: the seed of every fit (weights, batch order, inner validation split)
+    seed: int = 0
     cohort_seed: int = 2020
     augment: bool = False
     svm_inner_folds: int = 3
@@ -51,9 +52,6 @@ class Profile:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    def replace(self, **changes) -> Profile:
-        return replace(self, **changes)
 
 
 PROFILES: dict[str, Profile] = {

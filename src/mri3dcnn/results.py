@@ -1,4 +1,4 @@
-"""ResultsStore: one record per (chapter, model, maps, fold, repeat, seed, protocol).
+"""ResultsStore: one record per unit of work (see `crossval` for the key's fields).
 
 Each record is a folder named by the hash of its full configuration, holding per-subject
 predictions, the training history, timings and any artefacts (the saved model). A record is
@@ -19,8 +19,8 @@ import pandas as pd
 
 from .atomic import atomic_directory
 from .config import config_hash
+from .crossval import KEY_FIELDS, display_name, maps_label
 
-KEY_FIELDS = ("chapter", "model", "maps", "fold", "repeat", "seed", "protocol")
 PREDICTION_COLUMNS = ("participant_id", "set", "y_true", "score", "pred")
 
 
@@ -42,8 +42,19 @@ class Record:
         p = self.path / "history.tsv"
         return pd.read_csv(p, sep="\t") if p.exists() else None
 
-    def artifact(self, name: str) -> Path:
-        return self.path / name
+    @property
+    def name(self) -> str:
+        """The model's label in tables (`crossval.display_name`)."""
+        return display_name(self.key)
+
+    @property
+    def maps(self) -> list[str]:
+        return list(self.key["maps"])
+
+    @property
+    def maps_label(self) -> str:
+        """The maps as tables show them: `gm+fa`."""
+        return maps_label(self.key)
 
 
 def _normalise_key(key: dict) -> dict:
@@ -52,13 +63,19 @@ def _normalise_key(key: dict) -> dict:
         raise ValueError(f"Result key lacks {missing}; a key needs {KEY_FIELDS} and 'config'.")
     out = dict(key)
     maps = out["maps"]
-    out["maps"] = "+".join(maps) if isinstance(maps, list | tuple) else str(maps)
+    out["maps"] = [maps] if isinstance(maps, str) else list(maps)
     out.setdefault("config", {})
     return out
 
 
 class ResultsStore:
-    """Predictions and metrics on disk, keyed by configuration hash."""
+    """Predictions and metrics on disk, one folder per unit, keyed by configuration hash.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder holding every record (`results/<profile>/` by default).
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -66,7 +83,7 @@ class ResultsStore:
     def path_for(self, key: dict) -> Path:
         key = _normalise_key(key)
         h = config_hash(key)
-        return self.root / key["chapter"] / key["model"] / key["maps"] / h
+        return self.root / key["chapter"] / display_name(key) / maps_label(key) / h
 
     def get(self, key: dict) -> Record | None:
         path = self.path_for(key)
@@ -108,6 +125,7 @@ class ResultsStore:
                         out.get("artifacts"))
 
     def records(self, chapter: str | None = None) -> list[Record]:
+        """Every stored record, or those of one chapter."""
         base = self.root / chapter if chapter else self.root
         out = []
         for meta in sorted(base.glob("**/record.json")):
@@ -122,15 +140,34 @@ class ResultsStore:
         return predictions_of(self.records(chapter))
 
 
+#: what `predictions_of` adds to each prediction: the key's fields, the model's label and
+#: the record's hash
+RECORD_COLUMNS = ("model", *KEY_FIELDS, "hash")
+
+
 def predictions_of(records: list[Record]) -> pd.DataFrame:
-    """The records' predictions in one table, with each record's key columns and hash."""
+    """The records' predictions in one table.
+
+    Parameters
+    ----------
+    records : list of Record
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject and record: `participant_id`, `set`, `y_true`, `score`,
+        `pred`, then `model` (the label, `crossval.display_name`), every key field
+        (`chapter`, `family`, `maps`, `fusion`, `protocol`, `variant`, `features`, `fold`,
+        `repeat`, `seed`) and the record's `hash`.
+    """
     frames = []
     for rec in records:
         df = rec.predictions
+        df["model"] = rec.name
         for f in KEY_FIELDS:
-            df[f] = rec.key[f]
+            df[f] = rec.maps_label if f == "maps" else rec.key[f]
         df["hash"] = rec.info["hash"]
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=[*PREDICTION_COLUMNS, *KEY_FIELDS, "hash"])
+        return pd.DataFrame(columns=[*PREDICTION_COLUMNS, *RECORD_COLUMNS])
     return pd.concat(frames, ignore_index=True)

@@ -20,6 +20,13 @@ from scipy import ndimage, stats
 from sklearn.metrics import roc_auc_score
 
 METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion")
+#: A method passes the sanity checks (Adebayo et al. 2018) when its maps' rank correlation
+#: with the trained model's maps stays below this, both once every layer is randomised and
+#: for a model trained on shuffled labels. Correlations above it mean the maps mostly
+#: show the input, not what the model learned.
+SANITY_MAX_CORRELATION = 0.5
+#: the atlas regions by mean saliency in which a planted region should appear
+TOP_REGIONS = 5
 
 
 def _as_list(model, x: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -175,7 +182,7 @@ def load_fit(record):
     """A stored fit's model and normaliser."""
     import keras
 
-    from .training import Normaliser
+    from .preprocessing import Normaliser
 
     path = Path(record.path)
     for f in ("model.keras", "normaliser.npz"):
@@ -189,9 +196,34 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
                grid_mm: float | None = None,
                occlusion_subjects: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Mean |saliency| over the correctly classified patients of each fold's held-out
-    subjects, then averaged over folds: {method: {map: volume}}. Occlusion, a forward
-    pass per cube, may use fewer subjects (`occlusion_subjects`). With `save_dir`, every
-    subject's maps and the group maps are written there as NIfTI in MNI space."""
+    subjects, then averaged over folds.
+
+    Parameters
+    ----------
+    records : list of Record
+        Stored fits of one model, one per fold (each with its model and normaliser).
+    arrays : dict
+        The maps on the study grid, all subjects.
+    ids : list of str
+        Subject order of `arrays`.
+    methods : list of str
+        Names from `METHODS`.
+    mask : numpy.ndarray
+        The brain mask; saliency outside it is zeroed.
+    max_subjects : int
+        Patients explained per fold.
+    save_dir : Path, optional
+        With `grid_mm`, every subject's maps and the group maps are written there as
+        NIfTI in MNI space.
+    grid_mm : float, optional
+    occlusion_subjects : int, optional
+        Occlusion, a forward pass per cube, may explain fewer subjects.
+
+    Returns
+    -------
+    dict
+        {method: {map: group volume}}.
+    """
     import nibabel as nib
 
     from .volumes import to_image
@@ -200,7 +232,7 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
     sums: dict[str, dict[str, np.ndarray]] = {}
     n_folds = 0
     for rec in records:
-        maps = rec.key["maps"].split("+")
+        maps = rec.maps
         p = rec.predictions
         hit = p[(p.set == "cv") & (p.y_true == 1) & (p.pred == 1)]
         chosen = [pos[s] for s in hit.participant_id[:max_subjects]]
@@ -268,7 +300,25 @@ def randomisation_check(model, x: dict[str, np.ndarray], maps: list[str], method
     """Cascading model randomisation (Adebayo et al. 2018): shuffle the weights of layers
     from the output down, one more each step, and correlate each method's saliency with
     the trained model's at `n_steps` depths (the last: every layer). A method whose maps
-    barely change explains the input, not the model."""
+    barely change explains the input, not the model.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A trained model; its weights are restored afterwards.
+    x : dict
+        Normalised inputs of the subjects explained, per map.
+    maps, methods : list of str
+    mask : numpy.ndarray
+    seed : int
+    n_steps : int
+        Depths at which maps are compared.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `method`, `layers_randomised`, `top_layer`, `rank_correlation`.
+    """
     ref = {meth: compute(meth, model, x, maps, mask) for meth in methods}
     trained = model.get_weights()
     rng = np.random.default_rng(seed)
@@ -290,3 +340,93 @@ def randomisation_check(model, x: dict[str, np.ndarray], maps: list[str], method
     finally:
         model.set_weights(trained)
     return pd.DataFrame(rows)
+
+
+def localisation_table(group: dict[str, dict[str, dict[str, np.ndarray]]],
+                       planted: dict[str, np.ndarray], brain: np.ndarray,
+                       grid_mm: float, map_name: str = "gm") -> pd.DataFrame:
+    """Per family and method: `localization` against the union of the planted regions,
+    and the share of planted regions whose main atlas region is among the top ones.
+
+    Parameters
+    ----------
+    group : dict
+        {family: {method: {map: group saliency volume}}}, as `group_maps` per family.
+    planted : dict
+        {region name: boolean mask} of the map explained.
+    brain : numpy.ndarray
+        The brain mask.
+    grid_mm : float
+        The study grid's voxel size.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per family and method: `auc`, `top1pct_inside`, `chance_share`,
+        `planted_in_top5_regions`; empty when nothing is planted.
+    """
+    if not planted:
+        return pd.DataFrame()
+    union = np.any(list(planted.values()), axis=0)
+    rows = []
+    for fam, by_method in group.items():
+        for meth, maps in by_method.items():
+            top = planted_in_top_regions(maps[map_name], planted, grid_mm, top=TOP_REGIONS)
+            rows.append({"family": fam, "method": meth,
+                         **localization(maps[map_name], union, brain),
+                         f"planted_in_top{TOP_REGIONS}_regions":
+                         float(top[f"in_top{TOP_REGIONS}"].mean())})
+    return pd.DataFrame(rows)
+
+
+def per_map_localisation(group: dict[str, dict[str, np.ndarray]],
+                         planted: dict[str, dict[str, np.ndarray]],
+                         brain: np.ndarray) -> pd.DataFrame:
+    """A multi-input model's group maps, each scored against its own map's planted
+    regions: one row per method and map with a planted region."""
+    return pd.DataFrame([{"method": meth, "map": m,
+                          **localization(v, np.any(list(planted[m].values()), axis=0), brain)}
+                         for meth, by_map in group.items() for m, v in by_map.items()
+                         if m in planted])
+
+
+def sanity_checks(model, x: dict[str, np.ndarray], null_model, x_null: dict[str, np.ndarray],
+                  maps: list[str], methods, brain: np.ndarray,
+                  randomised: pd.DataFrame) -> pd.DataFrame:
+    """Both sanity checks per method, with the verdict of `SANITY_MAX_CORRELATION`.
+
+    Parameters
+    ----------
+    model, null_model : keras.Model
+        The trained model and one trained on shuffled labels (same fold).
+    x, x_null : dict
+        The same subjects, normalised for each model.
+    maps : list of str
+    methods : list of str
+    brain : numpy.ndarray
+    randomised : pandas.DataFrame
+        `randomisation_check` of `model` on `x`; its deepest step is used.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `method`, `r vs all layers randomised`, `r vs shuffled-label model`, `passes`.
+    """
+    final = randomised[randomised.layers_randomised == randomised.layers_randomised.max()]
+    rows = []
+    for meth in methods:
+        a = compute(meth, model, x, maps, brain)
+        b = compute(meth, null_model, x_null, maps, brain)
+        r_null = float(np.mean([rank_correlation(a[m][i], b[m][i], brain)
+                                for m in maps for i in range(len(a[m]))]))
+        r_rand = float(final.loc[final.method == meth, "rank_correlation"].iloc[0])
+        rows.append({"method": meth, "r vs all layers randomised": r_rand,
+                     "r vs shuffled-label model": r_null,
+                     "passes": passes_sanity(r_rand, r_null)})
+    return pd.DataFrame(rows)
+
+
+def passes_sanity(*correlations: float) -> bool:
+    """True when every correlation with a model that learned nothing stays below
+    `SANITY_MAX_CORRELATION`."""
+    return bool(all(r < SANITY_MAX_CORRELATION for r in correlations))

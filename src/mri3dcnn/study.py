@@ -3,12 +3,18 @@
 A chapter starts with `Study.open(profile, cohort_dir, results_dir)`. With no cohort folder
 it uses the profile's synthetic cohort, generating it on first use, so a chapter run on its
 own with papermill works as well as a whole-book build.
+
+Every model kind is built the same way (`cnn`, `sklearn`, `late_fusion` return a
+`crossval.Model`) and run by the same verb, `cross_validate`. Each `*_chapter` method is
+the one call behind a chapter's tables and figures.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,16 @@ import pandas as pd
 
 from .cohort import Cohort
 from .config import Profile, default_paths, get_profile
+from .crossval import (
+    CHAPTER_2D,
+    CHAPTER_CNN,
+    CHAPTER_SVM,
+    LateFusion,
+    Model,
+    ModelSpec,
+    cross_validate,
+    unit_keys,
+)
 from .maps import MAPS
 from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
@@ -60,6 +76,28 @@ class Study:
     def open(cls, profile: str | Profile = "quick", cohort_dir: str | Path | None = None,
              results_dir: str | Path | None = None, maps: tuple[str, ...] = MAPS,
              progress: bool = False) -> Study:
+        """Open the study a chapter works on.
+
+        Parameters
+        ----------
+        profile : str or Profile
+            `tiny`, `quick` or `full`: cohort size, grid, CV plan and training budget.
+        cohort_dir : str or Path, optional
+            A BIDS-derivatives cohort; default: the profile's synthetic cohort, generated
+            on first use.
+        results_dir : str or Path, optional
+            The results store; default `results/<profile>/` in the project.
+        maps : tuple of str
+            The maps to read (names from `maps.MAPS`).
+        progress : bool
+            Progress bars while generating the synthetic cohort.
+
+        Returns
+        -------
+        Study
+            Profile, cohort, split plan (also written to the store), results store,
+            cohort fingerprint and, on a synthetic cohort, its ground truth.
+        """
         p = get_profile(profile)
         paths = default_paths(p)
         if cohort_dir is None:
@@ -99,25 +137,75 @@ class Study:
         return {"cohort": self.fingerprint, "grid_mm": self.grid_mm,
                 "profile": {k: p[k] for k in ("name", "n_folds", "n_repeats", "cohort_seed")}}
 
-    def fit_cnn(self, model: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
-                protocol: str = "inner", chapter: str = "3d_cnn",
-                folds: list[int] | None = None, **overrides) -> list:
-        """Cross-validate one CNN configuration with the profile's training budget.
+    # --- one verb for every model kind ---------------------------------------------------
 
-        All CNN chapters store under one chapter name, so a model trained for one chapter
-        is reused, not retrained, by the next.
+    def cross_validate(self, model: Model, folds: list[int] | None = None) -> list[Record]:
+        """Run (or read back) every unit of a model over the study's split plan.
+
+        Parameters
+        ----------
+        model : crossval.Model
+            Key fields and estimator, from `cnn`, `sklearn` or `late_fusion`.
+        folds : list of int, optional
+            Only these folds (default: all).
+
+        Returns
+        -------
+        list of Record
+            One per (repeat, fold), in plan order.
         """
-        from .training import FitSpec, run_cv
+        return cross_validate(self.store, model.spec, model.estimator, self.plan,
+                              self.context, folds=folds)
+
+    def unit_keys(self, model: Model) -> list[dict]:
+        """The result keys `cross_validate(model)` would run, without running any."""
+        return unit_keys(model.spec, model.estimator, self.plan, self.context)
+
+    def cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
+            protocol: str = "inner", variant: str = "none") -> Model:
+        """A CNN family with the profile's training budget, under the CNN chapters' key."""
+        from .training import CNNFit, FitSpec
 
         p = self.profile
-        spec = FitSpec(**{"model": model, "maps": tuple(maps), "epochs": p.epochs,
-                          "batch_size": p.batch_size, "patience": p.patience,
-                          "seed": p.seeds[0], "protocol": protocol, "fusion": fusion,
-                          "augment": p.augment, **overrides})
-        return run_cv(self.store, chapter, spec, self.arrays(spec.maps), self.ids, self.y,
-                      self.plan, self.context, self.grid_mm, folds=folds)
+        spec = FitSpec(model=family, maps=tuple(maps), epochs=p.epochs,
+                       batch_size=p.batch_size, patience=p.patience, seed=p.seed,
+                       protocol=protocol, fusion=fusion, augment=p.augment, variant=variant)
+        key = ModelSpec(CHAPTER_CNN, family, tuple(maps),
+                        fusion=fusion if len(maps) > 1 else "none", protocol=protocol,
+                        variant=variant, features="volumes", seed=p.seed)
+        return Model(key, CNNFit(spec, self.arrays(spec.maps), self.y, self.ids,
+                                 self.grid_mm))
 
-    def training_description(self, models, map_sets) -> str:
+    def sklearn(self, chapter: str, family: str, maps: list[str] | tuple[str, ...],
+                make: Callable, X: np.ndarray, features: str) -> Model:
+        """A scikit-learn estimator (`make()` builds a fresh one) on a feature matrix."""
+        from .svm import SklearnFit
+
+        key = ModelSpec(chapter, family, tuple(maps),
+                        fusion="concatenated" if len(maps) > 1 else "none",
+                        features=features)
+        return Model(key, SklearnFit(make, X, self.y, self.ids))
+
+    def late_fusion(self, family: str, single: dict[str, list[Record]]) -> Model:
+        """The single-map records of `family` averaged fold by fold."""
+        key = ModelSpec(CHAPTER_CNN, family, tuple(sorted(single)), fusion="late",
+                        seed=self.profile.seed)
+        return Model(key, LateFusion(single))
+
+    def fit_cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
+                protocol: str = "inner", variant: str = "none",
+                folds: list[int] | None = None) -> list[Record]:
+        """`cross_validate(cnn(...))`. All CNN chapters store under one chapter key, so a
+        model trained for one chapter is reused, not retrained, by the next."""
+        return self.cross_validate(self.cnn(family, maps, fusion, protocol, variant), folds)
+
+    # --- what the chapters show --------------------------------------------------------
+
+    def cnn_map_sets(self, map_sets=None) -> list[tuple[str, ...]]:
+        """The map sets a CNN chapter trains on: the given ones or the profile's."""
+        return [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
+
+    def training_description(self, models, map_sets=None) -> str:
         """One paragraph stating what a CNN chapter trains, computed from the profile."""
         from .models import build
 
@@ -126,7 +214,7 @@ class Study:
         counts = ", ".join(f"{m} {build(m, ['gm'], grid, compile=False).count_params():,}"
                            for m in models)
         return (f"Models {', '.join(models)} on map sets "
-                f"{', '.join('+'.join(m) for m in map_sets)}; grid "
+                f"{', '.join('+'.join(m) for m in self.cnn_map_sets(map_sets))}; grid "
                 f"{'x'.join(map(str, grid))} ({self.grid_mm:g} mm); parameters on one map: "
                 f"{counts}. Up to {p.epochs} epochs, batch {p.batch_size}, early stopping after "
                 f"{p.patience} epochs without a lower validation loss; augmentation "
@@ -139,14 +227,13 @@ class Study:
         the records, learning curves, per-fold metrics and pooled summary."""
         from .evaluation import per_fold_metrics, summarise
 
-        map_sets = [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
-        records = [r for model in models for maps in map_sets
+        records = [r for model in models for maps in self.cnn_map_sets(map_sets)
                    for r in self.fit_cnn(model, maps)]
         preds = predictions_of(records)
-        histories = pd.concat([r.history.assign(model=r.key["model"], maps=r.key["maps"],
+        histories = pd.concat([r.history.assign(model=r.name, maps=r.maps_label,
                                                 fold=r.key["fold"], repeat=r.key["repeat"])
                                for r in records], ignore_index=True)
-        fits = pd.DataFrame([{"model": r.key["model"], "maps": r.key["maps"],
+        fits = pd.DataFrame([{"model": r.name, "maps": r.maps_label,
                               "repeat": r.key["repeat"], "fold": r.key["fold"],
                               "best epoch": r.info["best_epoch"],
                               "epochs run": r.info["epochs_run"],
@@ -172,3 +259,368 @@ class Study:
             self._arrays.update(load_maps(self.cohort, missing, self.grid_mm, self.cache_dir,
                                           progress=False))
         return {m: self._arrays[m] for m in maps}
+
+    # --- chapter 2: SVMs on handcrafted features -------------------------------------------
+
+    def svm_chapter(self, maps: list[str] | tuple[str, ...]) -> dict:
+        """Cross-validate the SVM baselines (one per map, all maps concatenated, RBF,
+        regional means, nilearn's Decoder, chance) and return what chapter 2 shows.
+
+        Parameters
+        ----------
+        maps : list of str
+            The maps compared one by one and concatenated.
+
+        Returns
+        -------
+        dict
+            `description` (Markdown), `summary` (pooled metrics with CIs), `per_fold`
+            (the linear SVM and chance on grey matter, per fold) and `cross_check`
+            (the linear SVM and the Decoder on grey matter, as a sentence).
+        """
+        from .atlas import ATLAS_NAME
+        from .evaluation import per_fold_metrics, summarise
+        from .features import masked_voxels, regional_means
+        from .svm import DecoderOnArrays, chance
+
+        p, maps = self.profile, list(maps)
+        arrays = self.arrays(maps)
+        voxels = {m: masked_voxels(arrays, [m], self.mask) for m in maps}
+        regional, region_names = regional_means(arrays, maps, self.grid_mm)
+        decoder = partial(DecoderOnArrays, self.mask, self.grid_mm)
+        models = [self.sklearn(CHAPTER_SVM, "svm_linear", [m], self.svm(), voxels[m], "voxels")
+                  for m in maps]
+        models += [
+            self.sklearn(CHAPTER_SVM, "svm_linear", maps, self.svm(),
+                         masked_voxels(arrays, maps, self.mask), "voxels"),
+            self.sklearn(CHAPTER_SVM, "svm_rbf", ["gm"], self.svm("rbf"), voxels["gm"],
+                         "voxels"),
+            self.sklearn(CHAPTER_SVM, "svm_linear_regional", maps, self.svm(), regional,
+                         "regional means"),
+            self.sklearn(CHAPTER_SVM, "nilearn_decoder", ["gm"], decoder, voxels["gm"],
+                         "voxels"),
+            self.sklearn(CHAPTER_SVM, "chance", ["gm"], chance, voxels["gm"], "voxels"),
+        ]
+        for model in models:
+            self.cross_validate(model)
+        preds = self.predictions(CHAPTER_SVM)
+        summary = summarise(preds)
+        folds = per_fold_metrics(preds)
+        cmp = summary[(summary.maps == "gm") & (summary.set == "cv")
+                      & summary.model.isin(["svm_linear", "nilearn_decoder"])]
+        return {
+            "description": (
+                f"{len(self.ids)} subjects; {voxels['gm'].shape[1]} voxels per map; "
+                f"{regional.shape[1]} regional features ({len(region_names) // len(maps)} "
+                f"regions of {ATLAS_NAME} x {len(maps)} maps). {p.n_folds}-fold CV x "
+                f"{p.n_repeats} repeat(s); C from {list(p.svm_C)} by inner "
+                f"{p.svm_inner_folds}-fold CV."),
+            "summary": summary,
+            "per_fold": folds[folds.model.isin(["svm_linear", "chance"])
+                              & (folds.maps == "gm")],
+            "cross_check": "Cross-check on grey matter, same folds: " + "; ".join(
+                f"{r.model} accuracy {r.accuracy:.3f} [{r.accuracy_low:.3f}, "
+                f"{r.accuracy_high:.3f}]" for r in cmp.itertuples()),
+        }
+
+    def svm(self, kernel: str = "linear") -> Callable:
+        """A maker of the profile's nested-CV SVM (C grid, inner folds)."""
+        from .svm import linear_svm
+
+        return partial(linear_svm, self.profile.svm_C, self.profile.svm_inner_folds,
+                       kernel=kernel)
+
+    def svm_weights(self, map_name: str = "gm") -> dict:
+        """The linear SVM refitted on every cross-validation subject (never the independent
+        site), its weights back in the brain, scaled to a maximum of 1.
+
+        Returns
+        -------
+        dict
+            `weights` (volume), `background` (the mean map) and `regions` (the atlas
+            regions with the largest mean absolute weight).
+        """
+        from .atlas import region_table
+        from .features import masked_voxels
+        from .splits import cv_subjects
+        from .svm import weight_map
+
+        arrays = self.arrays([map_name])
+        rows = [self.ids.index(s) for s in cv_subjects(self.plan)]
+        X = masked_voxels(arrays, [map_name], self.mask)
+        w = weight_map(self.svm()(), X[rows], self.y[rows])
+        volume = np.zeros(self.mask.shape, np.float32)
+        volume[self.mask] = w / abs(w).max()
+        return {"weights": volume, "background": np.asarray(arrays[map_name]).mean(axis=0),
+                "regions": region_table(volume, self.grid_mm, top=10).round(3)}
+
+    # --- chapter 3: 2D ImageNet features ---------------------------------------------------
+
+    def pretrained_2d_chapter(self, backbones: list[str], maps: list[str] | None = None,
+                              n_per_axis: int = 3) -> dict:
+        """Features of each available backbone, per map and all maps joined, classified by
+        the nested-CV linear SVM on the study's folds.
+
+        Returns
+        -------
+        dict
+            `status` (per backbone: run, with its feature size and weights, or why not)
+            and `summary` (pooled metrics with CIs of every stored 2D model).
+        """
+        from . import pretrained2d as p2d
+        from .evaluation import summarise
+
+        maps = list(maps or self.profile.fusion_maps)
+        arrays = self.arrays(maps)
+        status = {}
+        for name in backbones:
+            try:
+                net = p2d.backbone(name, self.cache_dir)
+            except FileNotFoundError as err:
+                status[name] = f"not run: {err}"
+                continue
+            feats = {m: p2d.cached_features(name, net, arrays[m], m, self.cache_dir,
+                                            self.fingerprint, n_per_axis) for m in maps}
+            sets = {(m,): feats[m] for m in maps}
+            if len(maps) > 1:
+                sets[tuple(maps)] = np.hstack([feats[m] for m in maps])
+            for set_maps, X in sets.items():
+                self.cross_validate(self.sklearn(CHAPTER_2D, f"2d_{name}", set_maps,
+                                                 self.svm(), X, f"{name} slices"))
+            status[name] = (f"run: {feats[maps[0]].shape[1]} features per map and subject; "
+                            f"{p2d.weights_source(name)}")
+        return {"status": status, "summary": summarise(self.predictions(CHAPTER_2D))}
+
+    # --- chapter 7: fusion and the published protocol ---------------------------------------
+
+    def best_cnn_family(self, family: str | None = None) -> tuple[str, pd.DataFrame]:
+        """The family chapter 7 compares: the given one, else the best plain family on grey
+        matter by cross-validated AUC, else the simplest. Returns it and the ranking."""
+        from .evaluation import summarise
+
+        stored = self.predictions(CHAPTER_CNN)
+        plain = stored[(stored.maps == "gm") & (stored.protocol == "inner")
+                       & (stored.variant == "none")]
+        ranking = pd.DataFrame(columns=["model", "n", "accuracy", "balanced_accuracy", "auc"])
+        if len(plain):
+            cv = summarise(plain, n_boot=200).query("set == 'cv'")
+            ranking = ranked(cv)[ranking.columns].round(3)
+        if family is None:
+            family = ranking.iloc[0]["model"] if len(ranking) else DEFAULT_FAMILY
+        return family, ranking
+
+    def fusion_chapter(self, family: str, maps: list[str] | None = None) -> dict:
+        """One model per map, branch and channel fusion of all maps and late fusion of the
+        single-map models, on the same folds; each fusion against the best single map.
+
+        Returns
+        -------
+        dict
+            `summary` (pooled metrics with CIs) and `paired` (each fusion minus the best
+            single map in balanced accuracy, with a paired bootstrap CI).
+        """
+        from .evaluation import paired_difference, summarise
+
+        maps = list(maps or self.profile.fusion_maps)
+        single = {m: self.fit_cnn(family, (m,)) for m in maps}
+        fused = {"branch": self.fit_cnn(family, maps, fusion="branch"),
+                 "channel": self.fit_cnn(family, maps, fusion="channel"),
+                 "late": self.cross_validate(self.late_fusion(family, single))}
+        preds = predictions_of([r for recs in (*single.values(), *fused.values())
+                                for r in recs])
+        summary = summarise(preds)
+        cv = summary[(summary.set == "cv") & summary.maps.isin(maps)]
+        best_map = ranked(cv).iloc[0]["maps"]
+        ref = preds[(preds.model == family) & (preds.maps == best_map)]
+        paired = pd.DataFrame([{"fusion": label, "vs single map": best_map,
+                                **paired_difference(predictions_of(recs), ref,
+                                                    "balanced_accuracy")}
+                               for label, recs in fused.items()])
+        return {"summary": summary, "paired": paired.round(3)}
+
+    def protocol_chapter(self, family: str, maps: tuple[str, ...] = ("gm",)) -> dict:
+        """The same family and folds with the epoch chosen on training subjects (ours) and
+        on the test fold (published).
+
+        Returns
+        -------
+        dict
+            `per_fold` (metrics of both protocols), `inflation` (published minus ours in
+            accuracy, with a paired bootstrap CI) and `text` (that result as a sentence).
+        """
+        from .evaluation import paired_difference, per_fold_metrics
+
+        inner = predictions_of(self.fit_cnn(family, maps))
+        published = predictions_of(self.fit_cnn(family, maps, protocol="published"))
+        d = paired_difference(published, inner, "accuracy")
+        return {"per_fold": per_fold_metrics(pd.concat([inner, published])), "inflation": d,
+                "text": ("Cross-validated accuracy reported by the published protocol minus "
+                         f"the honest one: **{d['difference']:+.3f}** (95 % CI "
+                         f"{d['ci_low']:+.3f} to {d['ci_high']:+.3f}, n = {d['n']} "
+                         "subjects).")}
+
+    # --- chapter 8: saliency ------------------------------------------------------------------
+
+    def plain_cnn_records(self, multi: bool = False) -> list[Record]:
+        """Stored CNN records of plain families (our protocol, no variant, no late or
+        channel fusion) on grey matter alone, or on several maps with branch fusion; in
+        plan order."""
+        recs = [r for r in self.records(CHAPTER_CNN)
+                if r.key["protocol"] == "inner" and r.key["variant"] == "none"
+                and r.key["fusion"] == ("branch" if multi else "none")
+                and (multi or r.maps == ["gm"])]
+        return sorted(recs, key=lambda r: (r.key["family"], r.key["repeat"], r.key["fold"]))
+
+    def saliency_chapter(self, methods: list[str] | tuple[str, ...],
+                         n_subjects: int = 3) -> dict:
+        """Group saliency of every stored grey-matter family, scored against the planted
+        regions; sanity checks of the best method; a branch-fusion model map by map.
+
+        With no stored family (the chapter run on its own) the default family is trained.
+
+        Parameters
+        ----------
+        methods : list of str
+            Saliency methods (`saliency.METHODS`).
+        n_subjects : int
+            Held-out patients explained one by one and used by the sanity checks.
+
+        Returns
+        -------
+        dict
+            `description`, `localisation` (empty without ground truth), `best` (family and
+            method, best localisation AUC), `best_text`, `best_map`, `background`,
+            `regions`, `planted_regions`, `randomisation`, `sanity`, `multi_text`,
+            `multi` (the branch-fusion model's localisation per map), `subjects` (one dict
+            of volumes per explained subject) and `subject_ids`.
+        """
+        from . import saliency as sal
+        from .atlas import ATLAS_NAME, region_table
+        from .synthetic import planted_masks
+
+        p, brain = self.profile, self.mask
+        records = self.plain_cnn_records() or self.fit_cnn(DEFAULT_FAMILY, ("gm",))
+        families = sorted({r.key["family"] for r in records})
+        arrays = self.arrays(["gm"])
+        masks = planted_masks(self.cohort.root)
+        truth = masks.get("gm", {})
+        root = self.store.root / "saliency"
+        group = {fam: sal.group_maps([r for r in records if r.key["family"] == fam], arrays,
+                                     self.ids, methods, brain,
+                                     max_subjects=p.saliency_subjects,
+                                     occlusion_subjects=p.occlusion_subjects,
+                                     save_dir=root / fam, grid_mm=self.grid_mm)
+                 for fam in families}
+        loc = sal.localisation_table(group, truth, brain, self.grid_mm)
+        best = ({"family": families[0], "method": methods[0]} if loc.empty
+                else ranked(loc).iloc[0].to_dict())
+        best_map = group[best["family"]][best["method"]]["gm"]
+
+        rec = next(r for r in records if r.key["family"] == best["family"])
+        model, norm = sal.load_fit(rec)
+        pred = rec.predictions
+        subjects = [self.ids.index(s)
+                    for s in pred[(pred.set == "cv") & (pred.y_true == 1)].participant_id[
+                        :n_subjects]]
+        x = norm.transform({"gm": arrays["gm"]}, np.array(subjects))
+        cheap = [m for m in methods if m != "occlusion"]
+        rand = sal.randomisation_check(model, x, ["gm"], cheap, brain)
+        null = self.fit_cnn(best["family"], ("gm",), folds=[rec.key["fold"]],
+                            variant="shuffled-labels")
+        null_model, null_norm = sal.load_fit(null[0])
+        x_null = null_norm.transform({"gm": arrays["gm"]}, np.array(subjects))
+        sanity = sal.sanity_checks(model, x, null_model, x_null, ["gm"], cheap, brain, rand)
+
+        one = np.abs(sal.compute(best["method"], model, x, ["gm"], brain)["gm"]) * brain
+        planted = ({"planted": np.any(list(truth.values()), axis=0).astype("float32")}
+                   if truth else {})
+        out = {
+            "description": (f"Families explained: {', '.join(families)} (grey matter); up "
+                            f"to {p.saliency_subjects} patients per fold "
+                            f"({p.occlusion_subjects} for occlusion); methods: "
+                            f"{', '.join(methods)}. Group maps saved as NIfTI under "
+                            f"`{root}`. Atlas: {ATLAS_NAME}."),
+            "localisation": loc.round(3), "best": best,
+            "best_text": "" if loc.empty else (
+                f"Best localisation: **{best['method']}** on **{best['family']}**, AUC "
+                f"{best['auc']:.3f}; {100 * best['top1pct_inside']:.0f} % of its top 1 % "
+                f"voxels lie in planted regions that cover {100 * best['chance_share']:.0f} "
+                "% of the brain."),
+            "best_map": best_map / best_map.max(),
+            "background": np.asarray(arrays["gm"]).mean(axis=0),
+            "regions": region_table(best_map, self.grid_mm, top=10).round(4),
+            "planted_regions": (sal.planted_in_top_regions(best_map, truth, self.grid_mm,
+                                                           top=sal.TOP_REGIONS)
+                                if truth else pd.DataFrame()),
+            "randomisation": rand, "sanity": sanity.round(3),
+            "subjects": [{"gm": np.asarray(arrays["gm"][s]), "saliency": one[i], **planted}
+                         for i, s in enumerate(subjects)],
+            "subject_ids": [self.ids[s] for s in subjects],
+        }
+        out.update(self._multi_branch_saliency(cheap, masks))
+        return out
+
+    def _multi_branch_saliency(self, methods: list[str], masks: dict) -> dict:
+        """The first stored branch-fusion family explained map by map."""
+        from . import saliency as sal
+
+        fused = self.plain_cnn_records(multi=True)
+        if not fused:
+            return {"multi_text": "No multi-branch model is stored: run chapter 7 first.",
+                    "multi": pd.DataFrame()}
+        family = fused[0].key["family"]
+        fused = [r for r in fused if r.key["family"] == family]
+        fmaps = fused[0].maps
+        multi = sal.group_maps(fused, self.arrays(fmaps), self.ids, methods, self.mask,
+                               max_subjects=self.profile.saliency_subjects,
+                               save_dir=self.store.root / "saliency" / f"{family}-branch",
+                               grid_mm=self.grid_mm)
+        return {"multi_text": f"{family}, branch fusion of {', '.join(fmaps)}:",
+                "multi": sal.per_map_localisation(multi, masks, self.mask).round(3)}
+
+    # --- chapter 9: every model side by side -----------------------------------------------
+
+    def summary_chapter(self) -> dict:
+        """Every stored model on this cohort: pooled metrics, fold models beside their
+        vote, DeLong comparisons with the best model and the study's claims.
+
+        Returns
+        -------
+        dict
+            `predictions`, `summary`, `counts` (a sentence), `export` (the CSV written),
+            `comparisons` (DeLong against the best model by cross-validated AUC on the
+            independent site, Holm-corrected; empty without one), `claims` and `best`
+            (the best cross-validated accuracy against the oracle, when known).
+        """
+        from .evaluation import compare_auc, headline_claims, label, summarise
+
+        preds = self.predictions()
+        summary = summarise(preds)
+        export = self.store.root / "summary.csv"
+        summary.to_csv(export, index=False)
+        order = ranked(summary[summary.set == "cv"].assign(label=label))["label"].tolist()
+        pairs = [(order[0], other) for other in order[1:]]
+        has_independent = bool((preds.set == "independent").any())
+        comparisons = (compare_auc(preds, pairs, "independent").round(4)
+                       if has_independent and pairs else pd.DataFrame())
+        best = ranked(summary[summary.set == "cv"], "accuracy").iloc[0]
+        return {
+            "predictions": preds, "summary": summary, "export": export,
+            "counts": (f"{summary.model.nunique()} models, {preds.hash.nunique()} stored "
+                       f"fits, {preds.participant_id.nunique()} subjects."),
+            "comparisons": comparisons,
+            "claims": headline_claims(summary, preds).round(4),
+            "best": "" if self.truth is None else (
+                f"Best cross-validated accuracy: **{best.accuracy:.3f}** ({best.model}, "
+                f"{best.maps}); the oracle reaches **{self.oracle_accuracy:.3f}** and no "
+                f"model can exceed **{self.truth['ceiling_accuracy']:.3f}** on this cohort."),
+        }
+
+
+#: the family trained when no other is stored (a chapter run on its own)
+DEFAULT_FAMILY = "sequential_2"
+
+
+def ranked(summary: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """Rows of a summary, best first by `metric`: the one way models are ranked."""
+    return summary.sort_values(metric, ascending=False)

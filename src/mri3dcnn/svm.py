@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from .results import Record, ResultsStore
-from .splits import iter_folds
+from .crossval import Unit
 
 
 def linear_svm(C_grid=(1e-4, 1e-3, 1e-2, 1e-1), inner_folds: int = 3, seed: int = 0,
@@ -52,21 +52,19 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def _images(self, X):
-        from nilearn.image import concat_imgs
+        from nilearn.masking import unmask
 
+        return unmask(np.asarray(X, np.float32), self._mask_image())
+
+    def _mask_image(self):
         from .volumes import to_image
 
-        vols = np.zeros((len(X), *self.mask.shape), np.float32)
-        vols[:, self.mask] = X
-        return concat_imgs([to_image(v, self.grid_mm) for v in vols])
+        return to_image(self.mask.astype(np.float32), self.grid_mm)
 
     def fit(self, X, y):
         from nilearn.decoding import Decoder
 
-        from .volumes import to_image
-
-        self.decoder_ = Decoder(estimator="svc", mask=to_image(self.mask.astype(np.float32),
-                                                               self.grid_mm),
+        self.decoder_ = Decoder(estimator="svc", mask=self._mask_image(),
                                 cv=StratifiedKFold(3, shuffle=True, random_state=self.seed),
                                 screening_percentile=self.screening_percentile,
                                 scoring="balanced_accuracy", standardize="zscore_sample")
@@ -120,25 +118,24 @@ def fit_predict_sklearn(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray, 
     return {"predictions": pd.DataFrame(rows), "info": info, "estimator": est}
 
 
-def run_sklearn_cv(store: ResultsStore, chapter: str, model: str, maps: list[str],
-                   make_estimator: Callable[[], BaseEstimator], X: np.ndarray, y: np.ndarray,
-                   ids: list[str], plan: pd.DataFrame, context: dict) -> list[Record]:
-    """Every fold of every repeat of the plan, stored like the CNN results."""
-    out = []
-    for r in sorted(plan["repeat"].unique()):
-        for fold, train, test, indep in iter_folds(plan, int(r)):
-            key = {"chapter": chapter, "model": model, "maps": list(maps), "fold": fold,
-                   "repeat": int(r), "seed": 0, "protocol": "inner",
-                   "config": {**context, "estimator": repr(make_estimator()),
-                              "train": sorted(train)}}
+@dataclass
+class SklearnFit:
+    """A scikit-learn estimator on a feature matrix, as an estimator for
+    `crossval.cross_validate`: a fresh one from `make` is fitted per unit."""
 
-            def compute(train=train, test=test, indep=indep):
-                res = fit_predict_sklearn(make_estimator(), X, y, ids, train, test, indep)
-                res.pop("estimator")
-                return res
+    make: Callable[[], BaseEstimator]
+    X: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    ids: list[str] = field(repr=False)
 
-            out.append(store.get_or_compute(key, compute))
-    return out
+    def describe(self) -> dict:
+        return {"estimator": repr(self.make())}
+
+    def fit_predict(self, unit: Unit) -> dict:
+        out = fit_predict_sklearn(self.make(), self.X, self.y, self.ids, unit.train,
+                                  unit.test, unit.independent)
+        out.pop("estimator")
+        return out
 
 
 def weight_map(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray) -> np.ndarray:

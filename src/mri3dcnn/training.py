@@ -12,19 +12,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 from sklearn.model_selection import train_test_split
-from tqdm import tqdm
 
-from .results import Record, ResultsStore
-from .splits import iter_folds
+from .crossval import PROTOCOLS, VARIANTS, Unit
+from .preprocessing import Normaliser, augment_batch, model_inputs
 
-PROTOCOLS = ("inner", "published")
 _TF_CONFIGURED = False
 
 
@@ -64,88 +62,20 @@ class FitSpec:
     fusion: str = "branch"
     augment: bool = False
     val_fraction: float = 0.2
-    published_wiring: bool = False
-    shuffle_labels: bool = False  # a null model for saliency sanity checks
+    #: "shuffled-labels" trains a null model (saliency sanity checks); "published-wiring"
+    #: builds the published code's Inception_resnet_2
+    variant: str = "none"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}.")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["maps"] = list(self.maps)
         return d
-
-
-class Normaliser:
-    """Voxel-wise z-scores with mean and spread fitted on training subjects only."""
-
-    def fit(self, arrays: dict[str, np.ndarray], idx: np.ndarray) -> Normaliser:
-        self.mean_ = {m: np.asarray(a[idx]).mean(axis=0) for m, a in arrays.items()}
-        self.std_ = {}
-        for m, a in arrays.items():
-            sd = np.asarray(a[idx]).std(axis=0)
-            floor = max(float(np.percentile(sd[sd > 0], 5)) if (sd > 0).any() else 1.0, 1e-6)
-            self.std_[m] = np.maximum(sd, floor)
-        return self
-
-    def transform(self, arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-        return {m: ((np.asarray(a[idx]) - self.mean_[m]) / self.std_[m]).astype(np.float32)
-                for m, a in arrays.items()}
-
-    def save(self, path: Path) -> None:
-        np.savez_compressed(path, **{f"mean_{m}": v for m, v in self.mean_.items()},
-                            **{f"std_{m}": v for m, v in self.std_.items()})
-
-    @classmethod
-    def load(cls, path: Path) -> Normaliser:
-        """The normaliser a stored fit used, so saliency sees exactly the model's inputs."""
-        z = np.load(path)
-        norm = cls()
-        norm.mean_ = {k[5:]: z[k] for k in z.files if k.startswith("mean_")}
-        norm.std_ = {k[4:]: z[k] for k in z.files if k.startswith("std_")}
-        return norm
-
-
-def model_inputs(x: dict[str, np.ndarray], maps: tuple[str, ...], fusion: str):
-    """Arrays in the layout the model expects: one input per map, or maps as channels."""
-    if fusion == "channel" and len(maps) > 1:
-        return np.stack([x[m] for m in maps], axis=-1)
-    if len(maps) == 1:
-        return x[maps[0]][..., None]
-    return {m: x[m][..., None] for m in maps}
-
-
-def random_affine(rng: np.random.Generator, shape, max_shift_vox: float, max_rot_deg: float,
-                  zoom: tuple[float, float]):
-    """Matrix and offset of one random shift + rotation (random pair of axes) + zoom."""
-    angle = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg))
-    a, b = rng.choice(3, size=2, replace=False)
-    rot = np.eye(3)
-    rot[a, a] = rot[b, b] = np.cos(angle)
-    rot[a, b], rot[b, a] = -np.sin(angle), np.sin(angle)
-    scale = np.diag(1.0 / rng.uniform(*zoom, size=3))
-    matrix = rot @ scale
-    center = (np.asarray(shape) - 1) / 2.0
-    shift = rng.integers(-int(max_shift_vox), int(max_shift_vox) + 1, size=3)
-    offset = center - matrix @ center - shift
-    return matrix, offset
-
-
-def augment_batch(batch: dict[str, np.ndarray], rng: np.random.Generator, grid_mm: float
-                  ) -> dict[str, np.ndarray]:
-    """The original augmentation (shifts up to 10 voxels at 3 mm, rotations up to 20
-    degrees, zoom 0.9-1.1) as one linear-interpolation resampling per volume instead of
-    three cubic ones; the same transform is applied to every map of a subject."""
-    out = {m: np.empty_like(v) for m, v in batch.items()}
-    n = next(iter(batch.values())).shape[0]
-    shape = next(iter(batch.values())).shape[1:]
-    for i in range(n):
-        matrix, offset = random_affine(rng, shape, 10 * 3.0 / grid_mm, 20.0, (0.9, 1.1))
-        for m, v in batch.items():
-            out[m][i] = ndimage.affine_transform(v[i], matrix, offset, order=1, mode="constant",
-                                                 cval=float(v[i].min()))
-    return out
 
 
 def _batches(x: dict[str, np.ndarray], y: np.ndarray, spec: FitSpec, seed: int,
@@ -175,50 +105,25 @@ def _batches(x: dict[str, np.ndarray], y: np.ndarray, spec: FitSpec, seed: int,
     return Batches()
 
 
-def _callbacks(spec: FitSpec, progress_desc: str):
+def _callbacks(spec: FitSpec, progress_desc: str) -> list:
+    """Keep the best epoch's weights by the protocol's monitor; stop early under the inner
+    protocol only (the published one ran every epoch: patience = epochs never triggers).
+    One progress bar per fit in a terminal, none in notebooks and logs."""
     import keras
+    from tqdm.std import TqdmWarning, tqdm
 
-    monitor = "val_accuracy" if spec.protocol == "published" else "val_loss"
+    with warnings.catch_warnings():  # it imports tqdm.auto, which warns in a kernel without
+        warnings.simplefilter("ignore", TqdmWarning)  # ipywidgets; the plain bar is used
+        from tqdm.keras import TqdmCallback
 
-    class BestEpoch(keras.callbacks.Callback):
-        """Keep the weights of the best epoch by `monitor`; stop after `patience` epochs
-        without improvement (inner protocol only: the published one ran every epoch)."""
-
-        def __init__(self):
-            super().__init__()
-            self.best, self.best_epoch, self.weights, self.wait = None, -1, None, 0
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = float(logs[monitor])
-            better = (self.best is None or (value > self.best if monitor == "val_accuracy"
-                                            else value < self.best))
-            if better:
-                self.best, self.best_epoch, self.wait = value, epoch, 0
-                self.weights = self.model.get_weights()
-            else:
-                self.wait += 1
-                if spec.protocol == "inner" and self.wait >= spec.patience:
-                    self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            if self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    class Progress(keras.callbacks.Callback):
-        """One bar per fit in a terminal; silent in notebooks and logs."""
-
-        def on_train_begin(self, logs=None):
-            self.bar = tqdm(total=spec.epochs, desc=progress_desc, unit="epoch", leave=False,
-                            disable=not sys.stderr.isatty())
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", val=f"{logs[monitor]:.3f}")
-            self.bar.update(1)
-
-        def on_train_end(self, logs=None):
-            self.bar.close()
-
-    return BestEpoch(), Progress()
+    published = spec.protocol == "published"
+    best = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy" if published else "val_loss",
+        mode="max" if published else "min",
+        patience=spec.epochs if published else spec.patience, restore_best_weights=True)
+    progress = TqdmCallback(epochs=spec.epochs, verbose=0, tqdm_class=tqdm,
+                            desc=progress_desc, leave=False, disable=not sys.stderr.isatty())
+    return [best, progress]
 
 
 def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
@@ -240,7 +145,7 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     if set(train) & (set(test) | set(indep)):
         raise ValueError("Training subjects overlap the test subjects.")
 
-    if spec.shuffle_labels:
+    if spec.variant == "shuffled-labels":
         y = y.copy()
         y[train] = np.random.default_rng(spec.seed).permutation(y[train])
     if spec.protocol == "inner":
@@ -255,16 +160,16 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     keras.utils.set_random_seed(spec.seed)
     grid = next(iter(arrays.values())).shape[1:]
     model = build(spec.model, spec.maps, grid, fusion=spec.fusion,
-                  published_wiring=spec.published_wiring)
+                  published_wiring=spec.variant == "published-wiring")
     counts = np.bincount(y[fit_idx], minlength=2)
     class_weight = {c: len(fit_idx) / (2.0 * max(counts[c], 1)) for c in (0, 1)}
-    best, progress = _callbacks(spec, desc)
+    callbacks = _callbacks(spec, desc)
     t0 = time.perf_counter()
     hist = model.fit(
         _batches(x_fit, y[fit_idx], spec, spec.seed, grid_mm),
         validation_data=(model_inputs(x_val, spec.maps, spec.fusion),
                          np.eye(2, dtype=np.float32)[y[val_idx]]),
-        epochs=spec.epochs, class_weight=class_weight, callbacks=[best, progress],
+        epochs=spec.epochs, class_weight=class_weight, callbacks=callbacks,
         verbose=0, shuffle=False,
     )
     fit_s = time.perf_counter() - t0
@@ -289,7 +194,7 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
         norm.save(folder / "normaliser.npz")
 
     info = {
-        "best_epoch": int(best.best_epoch + 1),
+        "best_epoch": int(callbacks[0].best_epoch + 1),
         "epochs_run": int(len(history)),
         "n_params": int(model.count_params()),
         "n_train": int(len(fit_idx)),
@@ -302,69 +207,21 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
             "artifacts": save_model}
 
 
-def model_label(spec: FitSpec) -> str:
-    """The name a fit is stored and reported under: the family, plus the fusion when the
-    maps meet in another way than the original's branches."""
-    if len(spec.maps) > 1 and spec.fusion != "branch":
-        return f"{spec.model}-{spec.fusion}"
-    if spec.published_wiring:
-        return f"{spec.model}-published-wiring"
-    if spec.shuffle_labels:
-        return f"{spec.model}-shuffled-labels"
-    return spec.model
+@dataclass
+class CNNFit:
+    """A CNN configuration as an estimator for `crossval.cross_validate`: one
+    `fit_predict` per unit on the given arrays."""
 
+    spec: FitSpec
+    arrays: dict[str, np.ndarray] = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    ids: list[str] = field(repr=False)
+    grid_mm: float = 3.0
 
-def late_fusion(store: ResultsStore, chapter: str, single: dict[str, list[Record]],
-                family: str, context: dict) -> list[Record]:
-    """Average the probabilities of single-map models fold by fold (late fusion).
+    def describe(self) -> dict:
+        return {"spec": self.spec.as_dict()}
 
-    `single` maps each map name to its records (same plan, same folds).
-    """
-    maps = sorted(single)
-    by_fold: dict[tuple, list[Record]] = {}
-    for m in maps:
-        for rec in single[m]:
-            by_fold.setdefault((rec.key["repeat"], rec.key["fold"]), []).append(rec)
-    out = []
-    for (r, fold), recs in sorted(by_fold.items()):
-        if len(recs) != len(maps):
-            raise ValueError(f"Late fusion: fold {fold} of repeat {r} lacks a map's model.")
-        key = {"chapter": chapter, "model": f"{family}-late", "maps": maps, "fold": fold,
-               "repeat": r, "seed": recs[0].key["seed"], "protocol": "inner",
-               "config": {**context, "parts": [x.info["hash"] for x in recs]}}
-
-        def compute(recs=recs):
-            p = pd.concat([x.predictions for x in recs])
-            avg = p.groupby(["participant_id", "set"], as_index=False).agg(
-                y_true=("y_true", "first"), score=("score", "mean"))
-            avg["pred"] = (avg["score"] > 0.5).astype(int)
-            return {"predictions": avg[["participant_id", "set", "y_true", "score", "pred"]]}
-
-        out.append(store.get_or_compute(key, compute))
-    return out
-
-
-def run_cv(store: ResultsStore, chapter: str, spec: FitSpec, arrays: dict[str, np.ndarray],
-           cohort_ids: list[str], y: np.ndarray, plan: pd.DataFrame, context: dict,
-           grid_mm: float, repeats: list[int] | None = None,
-           folds: list[int] | None = None) -> list[Record]:
-    """Every fold of the plan for one spec, each a resumable unit of the results store.
-
-    `context` (cohort fingerprint, profile, grid) is part of every key, so records made on
-    another cohort or grid are never reused.
-    """
-    out = []
-    repeats = sorted(plan["repeat"].unique()) if repeats is None else repeats
-    for r in repeats:
-        for fold, train, test, indep in iter_folds(plan, int(r)):
-            if folds is not None and fold not in folds:
-                continue
-            key = {"chapter": chapter, "model": model_label(spec), "maps": list(spec.maps),
-                   "fold": fold, "repeat": int(r), "seed": spec.seed,
-                   "protocol": spec.protocol,
-                   "config": {**context, "spec": spec.as_dict(), "train": sorted(train)}}
-            desc = f"{spec.model} {'+'.join(spec.maps)} r{r} f{fold}"
-            out.append(store.get_or_compute(key, lambda t=train, s=test, i=indep, d=desc:
-                                            fit_predict(spec, arrays, y, cohort_ids, t, s, i,
-                                                        grid_mm, desc=d)))
-    return out
+    def fit_predict(self, unit: Unit) -> dict:
+        desc = f"{self.spec.model} {'+'.join(self.spec.maps)} r{unit.repeat} f{unit.fold}"
+        return fit_predict(self.spec, self.arrays, self.y, self.ids, unit.train, unit.test,
+                           unit.independent, self.grid_mm, desc=desc)

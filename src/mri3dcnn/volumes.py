@@ -14,7 +14,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 from tqdm import tqdm
 
 from .atomic import save_npy
@@ -87,36 +86,21 @@ def file_hash(path: str | Path) -> str:
     st = os.stat(path)
     memo = (str(path), st.st_size, st.st_mtime_ns)
     if memo not in _HASHES:
-        h = hashlib.sha256()
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[memo] = h.hexdigest()
+            _HASHES[memo] = hashlib.file_digest(f, "sha256").hexdigest()
     return _HASHES[memo]
 
 
-def smooth(volume: np.ndarray, fwhm_mm: float, grid_mm: float, mask: np.ndarray) -> np.ndarray:
-    """Gaussian smoothing inside the brain mask (normalised so edges keep their level),
-    as VBM pipelines do before statistics."""
-    if not fwhm_mm:
-        return volume
-    sigma = fwhm_mm / (2.3548 * grid_mm)
-    m = mask.astype(np.float32)
-    num = ndimage.gaussian_filter(volume * m, sigma)
-    den = ndimage.gaussian_filter(m, sigma)
-    return np.where(mask, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
-
-
 def load_map(cohort: Cohort, map_name: str, grid_mm: float, cache_dir: str | Path,
-             progress: bool = True, smoothing_fwhm: float = 0.0) -> np.ndarray:
+             progress: bool = True) -> np.ndarray:
     """All subjects' `map_name` on the study grid, shape (n_subjects, X, Y, Z), memory-mapped.
 
     Checks every file on the way in: one shape and affine per map across subjects, and
-    signal inside the brain mask. `smoothing_fwhm` (mm) smooths inside the mask.
+    signal inside the brain mask.
     """
     paths = cohort.paths(map_name)
     digest = hashlib.sha256(
-        f"{CACHE_VERSION}|{map_name}|{grid_mm}|{smoothing_fwhm}".encode()
+        f"{CACHE_VERSION}|{map_name}|{grid_mm}".encode()
         + "".join(file_hash(p) for p in paths).encode()
     ).hexdigest()[:20]
     target = Path(cache_dir) / f"{map_name}-{grid_mm:g}mm-{digest}.npy"
@@ -146,16 +130,15 @@ def load_map(cohort: Cohort, map_name: str, grid_mm: float, cache_dir: str | Pat
                 f"subject {sub}, map {map_name}, file {path}: the map is empty or constant "
                 "inside the MNI brain mask. Check that it is in MNI space and not blank."
             )
-        out[i] = smooth(vol * mask, smoothing_fwhm, grid_mm, mask)
+        out[i] = vol * mask
     save_npy(target, out)
     return np.load(target, mmap_mode="r")
 
 
 def load_maps(cohort: Cohort, maps: list[str] | tuple[str, ...], grid_mm: float,
-              cache_dir: str | Path, progress: bool = True,
-              smoothing_fwhm: float = 0.0) -> dict[str, np.ndarray]:
+              cache_dir: str | Path, progress: bool = True) -> dict[str, np.ndarray]:
     """`load_map` for several maps."""
-    return {m: load_map(cohort, m, grid_mm, cache_dir, progress, smoothing_fwhm) for m in maps}
+    return {m: load_map(cohort, m, grid_mm, cache_dir, progress) for m in maps}
 
 
 def to_image(volume: np.ndarray, grid_mm: float) -> nib.Nifti1Image:
