@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 ## Execute every chapter with papermill (profile $(PROFILE)), then build the site.
 book: env
+	$(BIN)/mri3dcnn plan --profile $(PROFILE) --brief
 	$(BIN)/mri3dcnn book --profile $(PROFILE)
 
 ## Execute the chapters only.

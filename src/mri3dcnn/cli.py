@@ -90,8 +90,55 @@ def _book(a: argparse.Namespace) -> None:
 def _run(a: argparse.Namespace) -> None:
     from .runner import execute_book
 
+    _grid_first(a)
     for p in execute_book(a.profile, chapters=a.chapters):
         print(p)
+
+
+# --- the unit grid: plan it, or fit it first (serially or on Dask) --------------------------
+
+
+def _plan(a: argparse.Namespace) -> None:
+    from .grid import make_plan
+
+    plan = make_plan(a.profile, a.results, a.cohort, a.throughput, a.workers)
+    if not a.brief:
+        with_units = plan.table if a.units else plan.summary()
+        print(with_units.to_string(index=False))
+    print(plan.estimate_line(), flush=True)
+
+
+def _grid_first(a: argparse.Namespace) -> None:
+    """With --workers or --scheduler, fit every missing unit before the chapters run."""
+    if not (a.workers or a.scheduler):
+        return
+    from .grid import run_grid
+
+    out = run_grid(a.profile, workers=a.workers, scheduler=a.scheduler)
+    print(f"mri3dcnn grid: {out['computed']} units fitted", flush=True)
+
+
+def _add_plan_parser(sub) -> None:
+    pl = sub.add_parser("plan", help="every unit of a profile, how many are stored, and the "
+                                     "estimated time of the rest")
+    pl.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    pl.add_argument("--workers", type=int, default=1,
+                    help="also estimate the time on this many workers")
+    pl.add_argument("--throughput", type=Path, default=None,
+                    help="throughput JSON to use instead of measuring on this machine")
+    pl.add_argument("--results", type=Path, default=None, help="results store")
+    pl.add_argument("--cohort", type=Path, default=None, help="cohort folder")
+    pl.add_argument("--units", action="store_true", help="list every unit, not per chapter")
+    pl.add_argument("--brief", action="store_true", help="the estimate line only")
+    pl.set_defaults(func=_plan)
+
+
+def _add_grid_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None,
+                   help="fit the grid first on a local Dask cluster of N worker processes")
+    g.add_argument("--scheduler", default=None,
+                   help="fit the grid first on the Dask scheduler at this address")
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -174,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "book":
             b.add_argument("--no-execute", action="store_true")
             b.add_argument("--no-build", action="store_true")
+        else:
+            _add_grid_options(b)
         b.set_defaults(func=func)
+    _add_plan_parser(sub)
 
     be = sub.add_parser("bench", help="run benchmarks/run.py")
     be.add_argument("args", nargs=argparse.REMAINDER)

@@ -262,6 +262,31 @@ class Study:
 
     # --- chapter 2: SVMs on handcrafted features -------------------------------------------
 
+    def svm_models(self, maps: list[str] | tuple[str, ...]) -> list[Model]:
+        """The models chapter 2 cross-validates: a linear SVM per map and on all maps
+        concatenated, an RBF SVM, regional means, nilearn's Decoder and chance."""
+        from .features import masked_voxels, regional_means
+        from .svm import DecoderOnArrays, chance
+
+        maps = list(maps)
+        arrays = self.arrays(maps)
+        voxels = {m: masked_voxels(arrays, [m], self.mask) for m in maps}
+        regional, _ = regional_means(arrays, maps, self.grid_mm)
+        decoder = partial(DecoderOnArrays, self.mask, self.grid_mm)
+        models = [self.sklearn(CHAPTER_SVM, "svm_linear", [m], self.svm(), voxels[m], "voxels")
+                  for m in maps]
+        return models + [
+            self.sklearn(CHAPTER_SVM, "svm_linear", maps, self.svm(),
+                         masked_voxels(arrays, maps, self.mask), "voxels"),
+            self.sklearn(CHAPTER_SVM, "svm_rbf", ["gm"], self.svm("rbf"), voxels["gm"],
+                         "voxels"),
+            self.sklearn(CHAPTER_SVM, "svm_linear_regional", maps, self.svm(), regional,
+                         "regional means"),
+            self.sklearn(CHAPTER_SVM, "nilearn_decoder", ["gm"], decoder, voxels["gm"],
+                         "voxels"),
+            self.sklearn(CHAPTER_SVM, "chance", ["gm"], chance, voxels["gm"], "voxels"),
+        ]
+
     def svm_chapter(self, maps: list[str] | tuple[str, ...]) -> dict:
         """Cross-validate the SVM baselines (one per map, all maps concatenated, RBF,
         regional means, nilearn's Decoder, chance) and return what chapter 2 shows.
@@ -280,27 +305,12 @@ class Study:
         """
         from .atlas import ATLAS_NAME
         from .evaluation import per_fold_metrics, summarise
-        from .features import masked_voxels, regional_means
-        from .svm import DecoderOnArrays, chance
+        from .features import regional_means
 
         p, maps = self.profile, list(maps)
-        arrays = self.arrays(maps)
-        voxels = {m: masked_voxels(arrays, [m], self.mask) for m in maps}
-        regional, region_names = regional_means(arrays, maps, self.grid_mm)
-        decoder = partial(DecoderOnArrays, self.mask, self.grid_mm)
-        models = [self.sklearn(CHAPTER_SVM, "svm_linear", [m], self.svm(), voxels[m], "voxels")
-                  for m in maps]
-        models += [
-            self.sklearn(CHAPTER_SVM, "svm_linear", maps, self.svm(),
-                         masked_voxels(arrays, maps, self.mask), "voxels"),
-            self.sklearn(CHAPTER_SVM, "svm_rbf", ["gm"], self.svm("rbf"), voxels["gm"],
-                         "voxels"),
-            self.sklearn(CHAPTER_SVM, "svm_linear_regional", maps, self.svm(), regional,
-                         "regional means"),
-            self.sklearn(CHAPTER_SVM, "nilearn_decoder", ["gm"], decoder, voxels["gm"],
-                         "voxels"),
-            self.sklearn(CHAPTER_SVM, "chance", ["gm"], chance, voxels["gm"], "voxels"),
-        ]
+        models = self.svm_models(maps)
+        n_voxels = int(self.mask.sum())
+        regional, region_names = regional_means(self.arrays(maps), maps, self.grid_mm)
         for model in models:
             self.cross_validate(model)
         preds = self.predictions(CHAPTER_SVM)
@@ -310,7 +320,7 @@ class Study:
                       & summary.model.isin(["svm_linear", "nilearn_decoder"])]
         return {
             "description": (
-                f"{len(self.ids)} subjects; {voxels['gm'].shape[1]} voxels per map; "
+                f"{len(self.ids)} subjects; {n_voxels} voxels per map; "
                 f"{regional.shape[1]} regional features ({len(region_names) // len(maps)} "
                 f"regions of {ATLAS_NAME} x {len(maps)} maps). {p.n_folds}-fold CV x "
                 f"{p.n_repeats} repeat(s); C from {list(p.svm_C)} by inner "

@@ -1,0 +1,577 @@
+"""The study's grid of units: what every chapter of a profile fits, as data, and its execution.
+
+`chapter_models(profile)` lists each model a chapter cross-validates, from the profile
+and the chapters' default parameters, without loading any data; `units` expands it over
+the folds and repeats. With a `Study` open, `resolve` builds the exact result keys the
+chapters store under (through `Study.cnn`, `Study.svm_models` and `Study.sklearn`), so
+`plan` counts what is stored and `run_grid` fills the store the chapters then read
+without training anything.
+
+Two chapter decisions depend on results: chapter 7 compares the best family of chapters
+4-6 (known once they are stored) and chapter 8 trains a shuffled-label null model of the
+family whose saliency localises best (known only inside that chapter). The grid runs the
+first after the families are stored and leaves the second, one fit per repeat, to its
+chapter. Late fusion fits nothing: it averages stored records, so it runs where the
+grid is driven, after its single-map models.
+
+`run_grid` runs units serially (the default: no Dask process is started) or as one
+`dask.distributed` task per unit, keyed by the unit's hash so that no two workers ever
+compute the same record; every worker writes its record atomically into the shared
+results store, and a task whose worker dies is rerun elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_text
+from .config import Profile, config_hash, default_paths, get_profile
+from .crossval import CHAPTER_2D, CHAPTER_CNN
+
+#: the chapters' default parameters, as their `parameters` cells set them
+SVM_MAPS = ("gm", "wm", "fa", "md")
+BACKBONES = ("efficientnet_lite0", "vgg16", "resnet50", "inceptionv3")
+INCEPTION = ("inception_1", "inception_2")
+INCEPTION_RESNET = ("inception_resnet_1", "inception_resnet_2")
+#: family placeholders for the two choices made from results
+BEST = "best of chapters 4-6"
+SALIENCY_BEST = "best saliency family"
+#: columns of the unit table, in order
+UNIT_COLUMNS = ("notebook", "kind", "family", "maps", "fusion", "protocol", "variant",
+                "features", "fold", "repeat", "seed")
+
+
+@dataclass(frozen=True)
+class GridModel:
+    """One model a chapter cross-validates, in the chapter's own terms.
+
+    `kind` is `cnn`, `svm`, `2d` or `late`; `fusion` is the key's fusion (`none` for one
+    map); `folds` is None for every fold, or the number of folds per repeat the chapter
+    runs (chapter 8's null model: one). `grid` says who runs it: `grid` (any time),
+    `after` (once chapters 4-6 are stored) or `chapter` (only its chapter can decide it).
+    """
+
+    notebook: str
+    kind: str
+    family: str
+    maps: tuple[str, ...]
+    fusion: str = "none"
+    protocol: str = "inner"
+    variant: str = "none"
+    features: str = "volumes"
+    folds: int | None = None
+    grid: str = "grid"
+
+    @property
+    def cnn_fusion(self) -> str:
+        """The fusion argument `Study.cnn` is called with (its default for one map)."""
+        return self.fusion if self.fusion in ("branch", "channel") else "branch"
+
+
+def _cnn(notebook: str, family: str, maps: tuple[str, ...], fusion: str = "branch",
+         **kw) -> GridModel:
+    return GridModel(notebook, "cnn", family, tuple(maps),
+                     fusion if len(maps) > 1 else "none", **kw)
+
+
+def chapter_models(profile: str | Profile) -> list[GridModel]:
+    """Every model the chapters fit on `profile` with their default parameters, once.
+
+    A model two chapters share (chapter 7's single-map models are chapters 4-6's) is
+    listed under the first chapter that fits it.
+    """
+    p = get_profile(profile)
+    sets = [tuple(m) for m in p.cnn_map_sets]
+    fusion_maps = tuple(p.fusion_maps)
+    out = [GridModel("02_svm", "svm", "svm_linear", (m,), features="voxels")
+           for m in SVM_MAPS]
+    out += [GridModel("02_svm", "svm", "svm_linear", SVM_MAPS, "concatenated",
+                      features="voxels"),
+            GridModel("02_svm", "svm", "svm_rbf", ("gm",), features="voxels"),
+            GridModel("02_svm", "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
+                      features="regional means"),
+            GridModel("02_svm", "svm", "nilearn_decoder", ("gm",), features="voxels"),
+            GridModel("02_svm", "svm", "chance", ("gm",), features="voxels")]
+    joined = [fusion_maps] if len(fusion_maps) > 1 else []
+    out += [GridModel("03_pretrained_2d", "2d", f"2d_{b}", maps,
+                      "concatenated" if len(maps) > 1 else "none", features=f"{b} slices",
+                      grid="chapter")
+            for b in BACKBONES for maps in [(m,) for m in fusion_maps] + joined]
+    for notebook, families in (("04_sequential", p.sequential_models),
+                               ("05_inception", INCEPTION),
+                               ("06_inception_resnet", INCEPTION_RESNET)):
+        out += [_cnn(notebook, f, maps) for f in families for maps in sets]
+    chapter7 = [_cnn("07_multimodal", BEST, (m,), grid="after") for m in fusion_maps]
+    chapter7 += [_cnn("07_multimodal", BEST, fusion_maps, "branch", grid="after"),
+                 _cnn("07_multimodal", BEST, fusion_maps, "channel", grid="after"),
+                 GridModel("07_multimodal", "late", BEST, tuple(sorted(fusion_maps)), "late",
+                           grid="after"),
+                 _cnn("07_multimodal", BEST, ("gm",), grid="after"),
+                 _cnn("07_multimodal", BEST, ("gm",), protocol="published", grid="after")]
+    fitted = {(m.maps, m.fusion, m.protocol, m.variant) for m in out if m.kind == "cnn"}
+    for m in chapter7:  # the best family is one of chapters 4-6's: their fits are reused
+        sig = (m.maps, m.fusion, m.protocol, m.variant)
+        if sig not in fitted:
+            out.append(m)
+            fitted.add(sig)
+    out.append(_cnn("08_saliency", SALIENCY_BEST, ("gm",), variant="shuffled-labels",
+                    folds=1, grid="chapter"))
+    return out
+
+
+def units(profile: str | Profile, models: Iterable[GridModel] | None = None) -> pd.DataFrame:
+    """One row per unit (model x fold x repeat) of `models` (default: every chapter's)."""
+    p = get_profile(profile)
+    rows = []
+    for i, m in enumerate(chapter_models(p) if models is None else models):
+        for r in range(p.n_repeats):
+            for f in range(p.n_folds if m.folds is None else m.folds):
+                rows.append({"model": i, "notebook": m.notebook, "kind": m.kind,
+                             "family": m.family, "maps": "+".join(m.maps),
+                             "fusion": m.fusion, "protocol": m.protocol,
+                             "variant": m.variant, "features": m.features, "fold": f,
+                             "repeat": r, "seed": p.seed if m.kind in ("cnn", "late") else 0,
+                             "grid": m.grid})
+    return pd.DataFrame(rows, columns=["model", *UNIT_COLUMNS, "grid"])
+
+
+# --- exact keys from an open study ---------------------------------------------------------
+
+
+def resolve_family(model: GridModel, family: str | None) -> GridModel:
+    """`model` with the best family filled in (unchanged when it names its own)."""
+    if model.family == BEST and family is not None:
+        return replace(model, family=family)
+    return model
+
+
+def build(study, model: GridModel):
+    """The `crossval.Model` a chapter builds for `model`, through the study's own builders
+    (so its keys are the chapter's)."""
+    if model.kind == "cnn":
+        return study.cnn(model.family, model.maps, model.cnn_fusion, model.protocol,
+                         model.variant)
+    if model.kind == "svm":
+        for m in study.svm_models(SVM_MAPS):
+            if (m.spec.family, m.spec.maps, m.spec.features) == (
+                    model.family, model.maps, model.features):
+                return m
+        raise ValueError(f"Chapter 2 has no model {model.family} on {model.maps}.")
+    if model.kind == "2d":
+        return study.sklearn(CHAPTER_2D, model.family, model.maps, study.svm(), None,
+                             model.features)
+    raise ValueError(f"{model.kind} models are built from stored records, not by the grid.")
+
+
+def unit_keys(study, model: GridModel) -> list[dict]:
+    """The result keys of `model`'s units, as its chapter stores them."""
+    return study.unit_keys(build(study, model))
+
+
+def stored_units(study, table: pd.DataFrame, family: str | None = None) -> pd.Series:
+    """Per unit row of `table`: whether its record is in the study's store (False where
+    the key cannot be known yet: the best family before chapters 4-6 are stored)."""
+    models = chapter_models(study.profile)
+    out = pd.Series(False, index=table.index)
+    for i, rows in table.groupby("model"):
+        m = resolve_family(models[i], family)
+        if m.family in (BEST, SALIENCY_BEST) or m.kind == "late":
+            continue
+        keys = {(k["repeat"], k["fold"]): k for k in unit_keys(study, m)}
+        out[rows.index] = [study.store.get(keys[(r, f)]) is not None
+                           for r, f in zip(rows.repeat, rows.fold, strict=True)]
+    return out
+
+
+# --- throughput and estimates ---------------------------------------------------------------
+
+
+def throughput_path(results: Path) -> Path:
+    return Path(results) / "throughput.json"
+
+
+def measure_throughput(profile: str | Profile, families: Iterable[str] | None = None,
+                       n_subjects: int = 16) -> dict:
+    """Seconds per CNN fit on this machine: a fixed part (build, compile, tracing,
+    predicting) and a part per training sample and epoch, from a 1-epoch and a 3-epoch
+    fit of each family on random volumes of the profile's grid; and one nested-CV linear
+    SVM fit on one map's voxels.
+
+    Returns
+    -------
+    dict
+        `cnn`: per family `overhead_s` and `samples_per_s`; `svm_s`; `grid_mm`,
+        `threads` and `cpu_count` of the measurement.
+    """
+    from . import training
+    from .svm import linear_svm
+    from .volumes import brain_mask
+
+    p = get_profile(profile)
+    training.configure_tensorflow()
+    mask = brain_mask(p.grid_mm)
+    rng = np.random.default_rng(0)
+    x = {"gm": rng.random((n_subjects, *mask.shape), dtype=np.float32)}
+    y = np.arange(n_subjects) % 2
+    ids = [f"s{i:02d}" for i in range(n_subjects)]
+    half = n_subjects // 2
+    cnn = {}
+    fams = families or sorted({m.family for m in chapter_models(p)
+                               if m.kind == "cnn" and m.family not in (BEST, SALIENCY_BEST)})
+    for fam in fams:
+        took = {}
+        for epochs in (1, 3):
+            spec = training.FitSpec(model=fam, maps=("gm",), epochs=epochs,
+                                    batch_size=p.batch_size, patience=epochs, seed=p.seed,
+                                    protocol="published", augment=p.augment)
+            t0 = time.perf_counter()
+            training.fit_predict(spec, x, y, ids, ids[:half], ids[half:], [], p.grid_mm)
+            took[epochs] = time.perf_counter() - t0
+        per_epoch = max((took[3] - took[1]) / 2, 1e-6)
+        cnn[fam] = {"overhead_s": max(took[1] - per_epoch, 0.0),
+                    "samples_per_s": n_subjects / per_epoch}
+    X = x["gm"][:, mask]
+    t0 = time.perf_counter()
+    linear_svm(p.svm_C, p.svm_inner_folds).fit(X[:half], y[:half])
+    svm_s = time.perf_counter() - t0
+    return {"cnn": cnn, "svm_s": svm_s, "grid_mm": p.grid_mm,
+            "threads": int(os.environ.get("MRI3DCNN_TF_THREADS", os.cpu_count() or 1)),
+            "cpu_count": os.cpu_count()}
+
+
+def load_or_measure(profile: str | Profile, results: Path, path: Path | None = None) -> dict:
+    """The given throughput file, else the one cached in the results folder for this
+    profile's grid, else a fresh measurement (cached there)."""
+    if path is not None:
+        return json.loads(Path(path).read_text())
+    p = get_profile(profile)
+    cached = throughput_path(results)
+    if cached.exists():
+        found = json.loads(cached.read_text())
+        if found.get("grid_mm") == p.grid_mm:
+            return found
+    found = measure_throughput(p)
+    write_text(cached, json.dumps(found, indent=2))
+    return found
+
+
+def estimate_seconds(profile: str | Profile, table: pd.DataFrame, throughput: dict,
+                     n_train: float | None = None) -> pd.Series:
+    """Estimated seconds of each unit: every epoch run (an upper bound under early
+    stopping) at the measured rate, a branch per map, plus the measured fixed part; an SVM
+    unit scales with its maps; late fusion costs nothing. The best families are costed
+    at the mean of the measured ones."""
+    p = get_profile(profile)
+    if n_train is None:
+        cv = p.n_subjects * (p.n_sites - 1) / p.n_sites
+        n_train = cv * (p.n_folds - 1) / p.n_folds
+    cnn = throughput["cnn"]
+    mean = {k: float(np.mean([v[k] for v in cnn.values()])) for k in ("overhead_s",
+                                                                     "samples_per_s")}
+    out = []
+    for row in table.itertuples():
+        n_maps = len(row.maps.split("+"))
+        if row.kind == "cnn":
+            t = cnn.get(row.family, mean)
+            branches = n_maps if row.fusion == "branch" else 1
+            out.append(t["overhead_s"] + p.epochs * n_train * branches / t["samples_per_s"])
+        elif row.kind in ("svm", "2d"):
+            out.append(throughput["svm_s"] * n_maps)
+        else:
+            out.append(0.0)
+    return pd.Series(out, index=table.index, dtype=float)
+
+
+def format_duration(seconds: float) -> str:
+    """`3 d 4 h`, `2 h 05 min`, `4 min 10 s` or `12 s`."""
+    s = int(round(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d} d {h} h"
+    if h:
+        return f"{h} h {m:02d} min"
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+@dataclass
+class Plan:
+    """The units of a profile, which are stored, and what the rest should cost."""
+
+    profile: str
+    table: pd.DataFrame
+    workers: int
+
+    @property
+    def remaining_s(self) -> float:
+        return float(self.table.loc[~self.table.stored, "estimate_s"].sum())
+
+    def summary(self) -> pd.DataFrame:
+        """Units, stored units and estimated hours per chapter and kind."""
+        t = self.table.assign(pending_s=self.table.estimate_s.where(~self.table.stored, 0.0))
+        return (t.groupby(["notebook", "kind"], sort=False)
+                .agg(units=("fold", "size"), stored=("stored", "sum"),
+                     estimate_h=("pending_s", lambda s: round(s.sum() / 3600, 2)))
+                .reset_index())
+
+    def estimate_line(self) -> str:
+        """The one line `make book` prints before it starts."""
+        rest = self.remaining_s
+        n, done = len(self.table), int(self.table.stored.sum())
+        return (f"mri3dcnn plan: profile {self.profile}: {n} units, {done} stored; the rest "
+                f"~{format_duration(rest)} serial, ~{format_duration(rest / self.workers)} "
+                f"on {self.workers} workers")
+
+
+def make_plan(profile: str | Profile, results_dir: Path | None = None,
+              cohort_dir: Path | None = None, throughput: Path | None = None,
+              workers: int = 1, measure: bool = True) -> Plan:
+    """Every unit of `profile`, whether stored and its estimated time.
+
+    Parameters
+    ----------
+    profile : str or Profile
+    results_dir, cohort_dir : Path, optional
+        The results store and cohort (defaults: the profile's). Stored units are counted
+        only when the cohort exists: keys carry its fingerprint.
+    throughput : Path, optional
+        A throughput JSON (`measure_throughput`); default: cached in the results folder,
+        measured on first use.
+    workers : int
+        The number of workers the parallel estimate assumes.
+    measure : bool
+        Measure throughput when none is cached (otherwise estimates are left out).
+
+    Returns
+    -------
+    Plan
+    """
+    from .study import Study
+
+    p = get_profile(profile)
+    paths = default_paths(p)
+    results = Path(results_dir) if results_dir else paths["results"]
+    cohort = Path(cohort_dir) if cohort_dir else paths["cohort"]
+    table = units(p)
+    table["stored"] = False
+    n_train = None
+    if (cohort / "participants.tsv").exists():
+        study = Study.open(p, cohort, results)
+        family = best_family(study)
+        table["stored"] = stored_units(study, table, family)
+        cv = study.plan[(study.plan.repeat == 0) & (study.plan.fold >= 0)]
+        n_train = len(cv) * (p.n_folds - 1) / p.n_folds
+    if throughput is not None or measure or throughput_path(results).exists():
+        tp = load_or_measure(p, results, throughput)
+        table["estimate_s"] = estimate_seconds(p, table, tp, n_train)
+    else:
+        table["estimate_s"] = np.nan
+    return Plan(p.name, table, max(int(workers), 1))
+
+
+def best_family(study) -> str | None:
+    """Chapter 7's family when chapters 4-6 have stored grey-matter fits, else None."""
+    stored = study.records(CHAPTER_CNN)
+    if not any(r.maps == ["gm"] for r in stored):
+        return None
+    return study.best_cnn_family()[0]
+
+
+# --- execution -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit as a worker runs it: where the study lives and which unit of which model."""
+
+    profile: str
+    cohort_dir: str
+    results_dir: str
+    model: GridModel
+    repeat: int
+    fold: int
+    hash: str
+
+
+@lru_cache(maxsize=4)
+def _study(profile: str, cohort_dir: str, results_dir: str):
+    """One open study per worker process (arrays stay in memory between its tasks)."""
+    from .study import Study
+
+    return Study.open(profile, cohort_dir, results_dir)
+
+
+def run_task(task: Task) -> dict:
+    """Run (or read back) one unit in this process; the record is written atomically.
+
+    Returns
+    -------
+    dict
+        `hash` and `computed` (False when the record was already stored).
+    """
+    from .crossval import cross_validate
+
+    study = _study(task.profile, task.cohort_dir, task.results_dir)
+    model = build(study, task.model)
+    key = next(k for k in study.unit_keys(model)
+               if (k["repeat"], k["fold"]) == (task.repeat, task.fold))
+    computed = study.store.get(key) is None
+    cross_validate(study.store, model.spec, model.estimator, study.plan, study.context,
+                   repeats=[task.repeat], folds=[task.fold])
+    return {"hash": task.hash, "computed": computed, "pid": os.getpid()}
+
+
+def tasks_for(study, models: Iterable[GridModel]) -> list[Task]:
+    """The missing units of `models`, one task per distinct record hash."""
+    out, seen = [], set()
+    for m in models:
+        for key in unit_keys(study, m):
+            h = config_hash(key)
+            if h in seen or study.store.get(key) is not None:
+                continue
+            seen.add(h)
+            out.append(Task(study.profile.name, str(study.cohort.root),
+                            str(study.store.root), m, int(key["repeat"]), int(key["fold"]), h))
+    return out
+
+
+def _progress(total: int, desc: str):
+    from tqdm.std import tqdm
+
+    return tqdm(total=total, desc=desc, unit="unit", disable=total == 0)
+
+
+def _run_serial(tasks: list[Task], desc: str) -> list[dict]:
+    out = []
+    with _progress(len(tasks), desc) as bar:
+        for t in tasks:
+            out.append(run_task(t))
+            bar.update()
+    return out
+
+
+def _run_dask(client, tasks: list[Task], desc: str, retries: int) -> list[dict]:
+    from distributed import as_completed
+
+    futures = [client.submit(run_task, t, key=f"unit-{t.hash}", retries=retries, pure=False)
+               for t in tasks]
+    out = []
+    with _progress(len(tasks), desc) as bar:
+        for fut in as_completed(futures):
+            out.append(fut.result())
+            bar.update()
+    return out
+
+
+def local_cluster(workers: int, threads: int | None = None):
+    """A LocalCluster of `workers` processes, the cores split between them; each
+    worker's TensorFlow uses its share (`MRI3DCNN_TF_THREADS`)."""
+    from distributed import LocalCluster
+
+    threads = threads or max((os.cpu_count() or 1) // workers, 1)
+    env = {"MRI3DCNN_TF_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    if "MRI3DCNN_HOME" in os.environ:
+        env["MRI3DCNN_HOME"] = os.environ["MRI3DCNN_HOME"]
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0" if _has_dashboard() else None, env=env)
+
+
+def _has_dashboard() -> bool:
+    """Dask serves its dashboard only with bokeh installed (not a default dependency)."""
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def run_grid(profile: str | Profile = "quick", cohort_dir: Path | None = None,
+             results_dir: Path | None = None, workers: int | None = None,
+             scheduler: str | None = None, models: Iterable[GridModel] | None = None,
+             retries: int = 2, client=None) -> dict:
+    """Fit every missing unit of the profile's chapters and store it, so that the
+    chapters then read their records and train nothing.
+
+    Parameters
+    ----------
+    profile : str or Profile
+    cohort_dir, results_dir : Path, optional
+        Shared paths every worker reads and writes (defaults: the profile's).
+    workers : int, optional
+        Start a LocalCluster of this many worker processes. None and no `scheduler`:
+        run serially in this process, with no Dask process started.
+    scheduler : str, optional
+        Address of a running Dask scheduler (e.g. one dask-jobqueue started).
+    models : iterable of GridModel, optional
+        Only these models (default: every model the grid runs, `chapter_models`).
+    retries : int
+        Reruns of a task that failed with an error (a task whose worker died is
+        rescheduled by Dask without counting against these).
+    client : distributed.Client, optional
+        An existing client to use instead of `workers` / `scheduler`.
+
+    Returns
+    -------
+    dict
+        `computed` (units fitted now), `tasks` (the per-task results) and `dashboard`.
+    """
+    from .study import Study
+
+    p = get_profile(profile)
+    study = Study.open(p, cohort_dir, results_dir)
+    chosen = list(chapter_models(p) if models is None else models)
+    first = [m for m in chosen if m.grid == "grid" and m.kind != "late"]
+    later = [m for m in chosen if m.grid == "after"]
+
+    own = None
+    if client is None and (workers or scheduler):
+        from distributed import Client
+
+        own = Client(scheduler) if scheduler else Client(local_cluster(int(workers)))
+        client = own
+    dashboard = None
+    if client is not None:
+        dashboard = client.dashboard_link if _has_dashboard() else None
+        print(f"mri3dcnn grid: scheduler {client.scheduler.address}; dashboard "
+              f"{dashboard or 'off (pip install bokeh to serve it)'}", flush=True)
+
+    def execute(tasks: list[Task], desc: str) -> list[dict]:
+        if client is None:
+            return _run_serial(tasks, desc)
+        return _run_dask(client, tasks, desc, retries)
+
+    try:
+        done = execute(tasks_for(study, first), f"grid {p.name}")
+        if later:
+            study = Study.open(p, cohort_dir, results_dir)
+            family = best_family(study)
+            if family is None:
+                raise ValueError("Chapter 7 compares the best family of chapters 4-6 on grey "
+                                 "matter: include their models in the grid.")
+            resolved = [resolve_family(m, family) for m in later]
+            done += execute(tasks_for(study, [m for m in resolved if m.kind != "late"]),
+                            f"grid {p.name}, chapter 7 ({family})")
+            for m in resolved:
+                if m.kind == "late":
+                    single = {mp: study.fit_cnn(family, (mp,)) for mp in m.maps}
+                    study.cross_validate(study.late_fusion(family, single))
+    finally:
+        if own is not None:
+            cluster = own.cluster
+            own.close()
+            if cluster is not None:
+                cluster.close()
+    return {"computed": sum(d["computed"] for d in done), "tasks": done,
+            "dashboard": dashboard}

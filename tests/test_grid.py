@@ -1,0 +1,193 @@
+"""The unit grid: the units a profile defines, the chapters' exact keys, serial and Dask runs."""
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mri3dcnn import grid
+from mri3dcnn.cli import main
+from mri3dcnn.config import get_profile
+from mri3dcnn.study import Study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _expected_units(name: str) -> int:
+    """The profile's grid counted from its fields and the chapters' parameters."""
+    p = get_profile(name)
+    per_model = p.n_folds * p.n_repeats
+    n_maps = 4  # chapter 2 compares gm, wm, fa and md
+    svm = n_maps + 5  # one per map, concatenated, RBF, regional means, Decoder, chance
+    fusion = len(p.fusion_maps)
+    two_d = 4 * (fusion + (fusion > 1))  # four backbones, per map and joined
+    sets = {tuple(m) for m in p.cnn_map_sets}
+    cnn = (len(p.sequential_models) + 2 + 2) * len(sets)
+    # chapter 7: channel fusion, late fusion and the published protocol are new; single
+    # maps and branch fusion only where chapters 4-6 did not fit them
+    ch7 = 3 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
+    return (svm + two_d + cnn + ch7) * per_model + p.n_repeats  # + chapter 8's null model
+
+
+@pytest.mark.parametrize("name", ["tiny", "quick", "full"])
+def test_units_match_the_profile(name):
+    assert len(grid.units(name)) == _expected_units(name)
+
+
+def test_full_has_the_studys_cnn_fits():
+    t = grid.units("full")
+    cnn = t[(t.kind == "cnn") & t.notebook.isin(["04_sequential", "05_inception",
+                                                 "06_inception_resnet"])]
+    assert len(cnn) == 7 * 5 * 50
+    assert not t.duplicated([*grid.UNIT_COLUMNS[2:]]).any()
+
+
+def test_plan_full_prints_its_unit_count(tmp_path, capsys):
+    tp = tmp_path / "tp.json"
+    tp.write_text(json.dumps({"cnn": {"sequential_2": {"overhead_s": 10.0,
+                                                       "samples_per_s": 20.0}},
+                              "svm_s": 1.0}))
+    main(["plan", "--profile", "full", "--throughput", str(tp), "--workers", "4",
+          "--results", str(tmp_path / "results"), "--cohort", str(tmp_path / "none")])
+    out = capsys.readouterr().out
+    assert f"{_expected_units('full')} units, 0 stored" in out
+    assert "on 4 workers" in out
+
+
+def _parameters(notebook: str) -> dict:
+    """The assignments of a chapter's parameters cell."""
+    text = (ROOT / "notebooks" / f"{notebook}.py").read_text()
+    cell = text.split('# %% tags=["parameters"]')[1].split("# %%")[0]
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(cell).body}
+
+
+def test_grid_uses_the_chapters_default_parameters():
+    assert tuple(_parameters("02_svm")["maps"]) == grid.SVM_MAPS
+    assert tuple(_parameters("03_pretrained_2d")["backbones"]) == grid.BACKBONES
+    assert tuple(_parameters("05_inception")["models"]) == grid.INCEPTION
+    assert tuple(_parameters("06_inception_resnet")["models"]) == grid.INCEPTION_RESNET
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A project home with the tiny cohort: workers find the cohort and cache through it."""
+    from mri3dcnn.synthetic import generate_cohort
+
+    root = tmp_path_factory.mktemp("home")
+    cohort = generate_cohort(root / "cohort", n_subjects=24, seed=1, grid_mm=8.0,
+                             n_sites=3, progress=False)
+    return root, cohort
+
+
+def _study(home, results: str) -> Study:
+    root, cohort = home
+    os.environ["MRI3DCNN_HOME"] = str(root)
+    return Study.open("tiny", cohort, root / results)
+
+
+def test_grid_keys_are_the_chapters_keys(home):
+    study = _study(home, "keys")
+    models = grid.chapter_models("tiny")
+    svm = [m for m in models if m.kind == "svm"]
+    assert [(m.family, m.maps, m.features) for m in svm] == [
+        (m.spec.family, m.spec.maps, m.spec.features) for m in study.svm_models(grid.SVM_MAPS)]
+    cnn = next(m for m in models if m.kind == "cnn")
+    assert grid.unit_keys(study, cnn) == study.unit_keys(study.cnn(cnn.family, cnn.maps))
+    # a record stored under a chapter's key is what the plan counts as stored
+    key = study.unit_keys(study.cnn(cnn.family, cnn.maps))[1]
+    study.store.put(key, pd.DataFrame({"participant_id": ["x"], "set": ["cv"],
+                                       "y_true": [0], "score": [0.5], "pred": [0]}))
+    table = grid.units("tiny")
+    stored = grid.stored_units(study, table)
+    assert stored.sum() == 1
+    row = table[stored].iloc[0]
+    assert (row["family"], row["maps"], row["repeat"], row["fold"]) == (
+        cnn.family, "gm", key["repeat"], key["fold"])
+
+
+def _subset() -> list:
+    """The SVM models and one CNN family on grey matter: enough to cover both kinds."""
+    models = grid.chapter_models("tiny")
+    return ([m for m in models if m.kind == "svm"]
+            + [m for m in models if m.kind == "cnn" and m.family == "sequential_2"
+               and m.maps == ("gm",) and m.grid == "grid"])
+
+
+def _predictions(results: Path) -> dict:
+    return {p.parent.name: p.read_bytes() for p in results.glob("**/predictions.tsv")
+            if not any(part.startswith(".") for part in p.relative_to(results).parts)}
+
+
+@pytest.fixture(scope="module")
+def serial(home):
+    """The subset run serially in two goes, the second after a 'killed' first."""
+    root, cohort = home
+    os.environ["MRI3DCNN_HOME"] = str(root)
+    svm, cnn = _subset()[:-1], _subset()[-1:]
+    first = grid.run_grid("tiny", cohort, root / "serial", models=svm)
+    again = grid.run_grid("tiny", cohort, root / "serial", models=svm + cnn)
+    return root / "serial", first, again
+
+
+@pytest.mark.slow
+def test_a_restarted_run_computes_only_the_missing_units(serial):
+    results, first, again = serial
+    n = get_profile("tiny").n_folds * get_profile("tiny").n_repeats
+    assert first["computed"] == 9 * n
+    assert again["computed"] == n  # only the CNN units: the SVM ones were stored
+    assert len(_predictions(results)) == 10 * n
+
+
+@pytest.mark.slow
+def test_dask_with_a_killed_worker_stores_what_a_serial_run_stores(home, serial):
+    from distributed import Client
+
+    root, cohort = home
+    os.environ["MRI3DCNN_HOME"] = str(root)
+    results = root / "dask"
+    study = _study(home, "dask")
+    cnn_keys = {f"unit-{t.hash}" for t in grid.tasks_for(study, _subset()[-1:])}
+    cluster = grid.local_cluster(2, threads=1)
+    client = Client(cluster)
+    out = {}
+    try:
+        run = threading.Thread(target=lambda: out.update(grid.run_grid(
+            "tiny", cohort, results, models=_subset(), client=client)))
+        run.start()
+        victim = None
+        deadline = time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline:
+            for address, keys in client.processing().items():
+                if cnn_keys & set(keys):
+                    victim = address
+            time.sleep(0.2)
+        assert victim is not None, "no CNN unit started"
+        time.sleep(2)  # mid-fit
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+        run.join(600)
+        assert not run.is_alive()
+    finally:
+        client.close()
+        cluster.close()
+    assert out["computed"] == len(_predictions(serial[0]))
+    assert len({t["pid"] for t in out["tasks"]}) >= 2  # the units ran on several processes
+    assert _predictions(results) == _predictions(serial[0])
+
+
+def test_serial_is_the_default_and_starts_no_dask(home):
+    root, cohort = home
+    code = ("import sys; from mri3dcnn import grid; "
+            f"out = grid.run_grid('tiny', {str(cohort)!r}, {str(root / 'none')!r}, models=[]); "
+            "assert out['computed'] == 0 and out['dashboard'] is None; "
+            "assert 'distributed' not in sys.modules, 'dask was imported'")
+    env = {**os.environ, "MRI3DCNN_HOME": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
