@@ -126,23 +126,38 @@ def _predictions(results: Path) -> dict:
             if not any(part.startswith(".") for part in p.relative_to(results).parts)}
 
 
+SERIAL = """
+import json, sys
+from mri3dcnn import grid
+sys.path.insert(0, {tests!r})
+from test_grid import _subset
+models = _subset()
+first = grid.run_grid("tiny", {cohort!r}, {results!r}, models=models[:-1])
+again = grid.run_grid("tiny", {cohort!r}, {results!r}, models=models)
+print(json.dumps([first["computed"], again["computed"]]))
+"""
+
+
 @pytest.fixture(scope="module")
 def serial(home):
-    """The subset run serially in two goes, the second after a 'killed' first."""
+    """The subset run serially in two goes (the second as after a killed first), in a
+    process with a worker's thread settings."""
     root, cohort = home
-    os.environ["MRI3DCNN_HOME"] = str(root)
-    svm, cnn = _subset()[:-1], _subset()[-1:]
-    first = grid.run_grid("tiny", cohort, root / "serial", models=svm)
-    again = grid.run_grid("tiny", cohort, root / "serial", models=svm + cnn)
-    return root / "serial", first, again
+    results = root / "serial"
+    code = SERIAL.format(tests=str(ROOT / "tests"), cohort=str(cohort), results=str(results))
+    env = {**os.environ, **grid.worker_env(1), "MRI3DCNN_HOME": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    first, again = json.loads(out.strip().splitlines()[-1])
+    return results, first, again
 
 
 @pytest.mark.slow
 def test_a_restarted_run_computes_only_the_missing_units(serial):
     results, first, again = serial
     n = get_profile("tiny").n_folds * get_profile("tiny").n_repeats
-    assert first["computed"] == 9 * n
-    assert again["computed"] == n  # only the CNN units: the SVM ones were stored
+    assert first == 9 * n
+    assert again == n  # only the CNN units: the SVM ones were stored
     assert len(_predictions(results)) == 10 * n
 
 

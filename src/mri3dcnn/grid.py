@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -412,13 +415,83 @@ def _study(profile: str, cohort_dir: str, results_dir: str):
 
 
 def run_task(task: Task) -> dict:
-    """Run (or read back) one unit in this process; the record is written atomically.
+    """Run (or read back) one unit; the record is written atomically.
+
+    On a Dask worker the fit runs in a single-threaded child process of the worker:
+    Keras draws its default initializer seeds from Python's global `random`, which the
+    worker's own threads also draw from, so a fit beside them would not repeat the
+    serial run's weights.
 
     Returns
     -------
     dict
-        `hash` and `computed` (False when the record was already stored).
+        `hash`, `computed` (False when the record was already stored) and `pid`.
     """
+    if not _on_dask_worker():
+        return _run_here(task)
+    global _CHILD
+    if _CHILD is None or _CHILD.poll() is not None:
+        _CHILD = subprocess.Popen([sys.executable, "-m", "mri3dcnn.grid"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  preexec_fn=_die_with_parent)
+    try:
+        pickle.dump(task, _CHILD.stdin)
+        _CHILD.stdin.flush()
+        out = pickle.load(_CHILD.stdout)
+    except (EOFError, OSError) as err:
+        _CHILD = None
+        raise RuntimeError(f"The fit process of unit {task.hash} ended early.") from err
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+#: the fitting process of this Dask worker, started on its first task
+_CHILD = None
+
+
+def _serve() -> None:
+    """The child's loop: tasks in on stdin, results (or the error) out on the original
+    stdout; anything printed goes to stderr."""
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            task = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            out = _run_here(task)
+        except Exception as err:  # sent back, raised in the worker, retried by Dask
+            out = err
+        pickle.dump(out, channel)
+        channel.flush()
+
+
+def _on_dask_worker() -> bool:
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """A fit process ends with its worker (Linux), so a killed worker's unit is not
+    finished twice."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _run_here(task: Task) -> dict:
     from .crossval import cross_validate
 
     study = _study(task.profile, task.cohort_dir, task.results_dir)
@@ -473,21 +546,30 @@ def _run_dask(client, tasks: list[Task], desc: str, retries: int) -> list[dict]:
     return out
 
 
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment of a worker using `threads` cores: TensorFlow's intra-op threads
+    (`MRI3DCNN_TF_THREADS`) and the BLAS / OpenMP pools. Results are bit-identical between
+    processes with the same settings; other thread counts change the last bits of sums."""
+    env = {"MRI3DCNN_TF_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    for name in ("MRI3DCNN_HOME", "PYTHONPATH"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
 def local_cluster(workers: int, threads: int | None = None):
-    """A LocalCluster of `workers` processes, the cores split between them; each
-    worker's TensorFlow uses its share (`MRI3DCNN_TF_THREADS`)."""
+    """A LocalCluster of `workers` processes, the cores split between them (`worker_env`)."""
+    import dask
     from distributed import LocalCluster
 
     threads = threads or max((os.cpu_count() or 1) // workers, 1)
-    env = {"MRI3DCNN_TF_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    if "MRI3DCNN_HOME" in os.environ:
-        env["MRI3DCNN_HOME"] = os.environ["MRI3DCNN_HOME"]
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0" if _has_dashboard() else None, env=env)
+    with dask.config.set({"distributed.worker.daemon": False}):  # workers start fit processes
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0" if _has_dashboard() else None,
+                            env=worker_env(threads))
 
 
 def _has_dashboard() -> bool:
@@ -575,3 +657,7 @@ def run_grid(profile: str | Profile = "quick", cohort_dir: Path | None = None,
                 cluster.close()
     return {"computed": sum(d["computed"] for d in done), "tasks": done,
             "dashboard": dashboard}
+
+
+if __name__ == "__main__":
+    _serve()
