@@ -52,8 +52,8 @@ def test_full_has_the_studys_cnn_fits():
 
 def test_plan_full_prints_its_unit_count(tmp_path, capsys):
     tp = tmp_path / "tp.json"
-    tp.write_text(json.dumps({"cnn": {"sequential_2": {"overhead_s": 10.0,
-                                                       "samples_per_s": 20.0}},
+    tp.write_text(json.dumps({"cnn": {"sequential_2": {"overhead_s": 10.0, "train_per_s": 20.0,
+                                                       "infer_per_s": 60.0}},
                               "svm_s": 1.0}))
     main(["plan", "--profile", "full", "--throughput", str(tp), "--workers", "4",
           "--results", str(tmp_path / "results"), "--cohort", str(tmp_path / "none")])

@@ -2,7 +2,7 @@
 
 `chapter_models(profile)` lists each model a chapter cross-validates, from the profile
 and the chapters' default parameters, without loading any data; `units` expands it over
-the folds and repeats. With a `Study` open, `resolve` builds the exact result keys the
+the folds and repeats. With a `Study` open, `unit_keys` builds the exact result keys the
 chapters store under (through `Study.cnn`, `Study.svm_models` and `Study.sklearn`), so
 `plan` counts what is stored and `run_grid` fills the store the chapters then read
 without training anything.
@@ -11,13 +11,17 @@ Two chapter decisions depend on results: chapter 7 compares the best family of c
 4-6 (known once they are stored) and chapter 8 trains a shuffled-label null model of the
 family whose saliency localises best (known only inside that chapter). The grid runs the
 first after the families are stored and leaves the second, one fit per repeat, to its
-chapter. Late fusion fits nothing: it averages stored records, so it runs where the
-grid is driven, after its single-map models.
+chapter. Chapter 3's SVMs on 2D features are listed and counted but also left to their
+chapter, which extracts the features (a network per backbone, cached once). Late fusion
+fits nothing: it averages stored records, so it runs where the grid is driven, after its
+single-map models.
 
 `run_grid` runs units serially (the default: no Dask process is started) or as one
 `dask.distributed` task per unit, keyed by the unit's hash so that no two workers ever
 compute the same record; every worker writes its record atomically into the shared
-results store, and a task whose worker dies is rerun elsewhere.
+results store, and a task whose worker dies is rerun elsewhere. On a worker each fit runs
+in a child process with no other Python thread, so its results repeat the serial run's
+bit for bit (at the same thread settings, `worker_env`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -164,7 +169,9 @@ def build(study, model: GridModel):
         return study.cnn(model.family, model.maps, model.cnn_fusion, model.protocol,
                          model.variant)
     if model.kind == "svm":
-        for m in study.svm_models(SVM_MAPS):
+        if _SVM[0] is not study:  # features are computed once per study
+            _SVM[:] = [study, study.svm_models(SVM_MAPS)]
+        for m in _SVM[1]:
             if (m.spec.family, m.spec.maps, m.spec.features) == (
                     model.family, model.maps, model.features):
                 return m
@@ -173,6 +180,10 @@ def build(study, model: GridModel):
         return study.sklearn(CHAPTER_2D, model.family, model.maps, study.svm(), None,
                              model.features)
     raise ValueError(f"{model.kind} models are built from stored records, not by the grid.")
+
+
+#: the last study's chapter-2 models
+_SVM: list = [None, []]
 
 
 def unit_keys(study, model: GridModel) -> list[dict]:
@@ -187,12 +198,30 @@ def stored_units(study, table: pd.DataFrame, family: str | None = None) -> pd.Se
     out = pd.Series(False, index=table.index)
     for i, rows in table.groupby("model"):
         m = resolve_family(models[i], family)
-        if m.family in (BEST, SALIENCY_BEST) or m.kind == "late":
+        if m.family in (BEST, SALIENCY_BEST):
             continue
-        keys = {(k["repeat"], k["fold"]): k for k in unit_keys(study, m)}
+        if m.kind == "late":
+            keys = _late_keys(study, m)
+            if keys is None:
+                continue
+        else:
+            keys = {(k["repeat"], k["fold"]): k for k in unit_keys(study, m)}
         out[rows.index] = [study.store.get(keys[(r, f)]) is not None
                            for r, f in zip(rows.repeat, rows.fold, strict=True)]
     return out
+
+
+def _late_keys(study, model: GridModel) -> dict | None:
+    """Late fusion's keys, which name the single-map records it averages: known once
+    those are all stored."""
+    parts = {}
+    for mp in model.maps:
+        single = GridModel(model.notebook, "cnn", model.family, (mp,))
+        parts[mp] = [study.store.get(k) for k in unit_keys(study, single)]
+        if any(r is None for r in parts[mp]):
+            return None
+    keys = study.unit_keys(study.late_fusion(model.family, parts))
+    return {(k["repeat"], k["fold"]): k for k in keys}
 
 
 # --- throughput and estimates ---------------------------------------------------------------
@@ -203,19 +232,26 @@ def throughput_path(results: Path) -> Path:
 
 
 def measure_throughput(profile: str | Profile, families: Iterable[str] | None = None,
-                       n_subjects: int = 16) -> dict:
-    """Seconds per CNN fit on this machine: a fixed part (build, compile, tracing,
-    predicting) and a part per training sample and epoch, from a 1-epoch and a 3-epoch
-    fit of each family on random volumes of the profile's grid; and one nested-CV linear
-    SVM fit on one map's voxels.
+                       n_subjects: int = 16, min_s: float = 1.0) -> dict:
+    """What a CNN unit costs on this machine, per family on the profile's grid and batch:
+    steady training and inference samples/s (timed batch by batch after the graph is
+    traced, augmentation included when the profile augments), and the fixed part of a
+    unit (a 1-epoch fit of the project's own fit path, with its model saved, less its
+    steady part); and one nested-CV linear SVM fit on one map's voxels.
 
     Returns
     -------
     dict
-        `cnn`: per family `overhead_s` and `samples_per_s`; `svm_s`; `grid_mm`,
-        `threads` and `cpu_count` of the measurement.
+        `cnn`: per family `overhead_s`, `train_per_s` and `infer_per_s`; `svm_s`;
+        `grid_mm`, `threads` and `cpu_count` of the measurement.
     """
+    import tempfile
+
+    import keras
+
     from . import training
+    from .models import build as build_model
+    from .preprocessing import augment_batch, model_inputs
     from .svm import linear_svm
     from .volumes import brain_mask
 
@@ -227,21 +263,43 @@ def measure_throughput(profile: str | Profile, families: Iterable[str] | None = 
     y = np.arange(n_subjects) % 2
     ids = [f"s{i:02d}" for i in range(n_subjects)]
     half = n_subjects // 2
+
+    def rate(step, size: int) -> float:
+        step()  # traced once
+        n, t0 = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - t0 < min_s:
+            step()
+            n += 1
+        return n * size / (time.perf_counter() - t0)
+
     cnn = {}
     fams = families or sorted({m.family for m in chapter_models(p)
                                if m.kind == "cnn" and m.family not in (BEST, SALIENCY_BEST)})
+    bs = p.batch_size
+    batch = {"gm": x["gm"][:bs]}
+    labels = np.eye(2, dtype=np.float32)[y[:bs]]
     for fam in fams:
-        took = {}
-        for epochs in (1, 3):
-            spec = training.FitSpec(model=fam, maps=("gm",), epochs=epochs,
-                                    batch_size=p.batch_size, patience=epochs, seed=p.seed,
-                                    protocol="published", augment=p.augment)
-            t0 = time.perf_counter()
-            training.fit_predict(spec, x, y, ids, ids[:half], ids[half:], [], p.grid_mm)
-            took[epochs] = time.perf_counter() - t0
-        per_epoch = max((took[3] - took[1]) / 2, 1e-6)
-        cnn[fam] = {"overhead_s": max(took[1] - per_epoch, 0.0),
-                    "samples_per_s": n_subjects / per_epoch}
+        model = build_model(fam, ["gm"], mask.shape)
+
+        def train_step(model=model):
+            xb = augment_batch(batch, rng, p.grid_mm) if p.augment else batch
+            model.train_on_batch(model_inputs(xb, ("gm",), "branch"), labels)
+
+        train = rate(train_step, bs)
+        infer = rate(lambda model=model: model.predict_on_batch(
+            model_inputs(batch, ("gm",), "branch")), bs)
+        keras.backend.clear_session()
+        spec = training.FitSpec(model=fam, maps=("gm",), epochs=1, batch_size=bs,
+                                patience=1, seed=p.seed, protocol="published",
+                                augment=p.augment)
+        t0 = time.perf_counter()
+        out = training.fit_predict(spec, x, y, ids, ids[:half], ids[half:], [], p.grid_mm)
+        with tempfile.TemporaryDirectory() as tmp:
+            out["artifacts"](Path(tmp))
+        took = time.perf_counter() - t0
+        steady = half / train + 2 * (n_subjects - half) / infer
+        cnn[fam] = {"overhead_s": max(took - steady, 0.0), "train_per_s": train,
+                    "infer_per_s": infer}
     X = x["gm"][:, mask]
     t0 = time.perf_counter()
     linear_svm(p.svm_C, p.svm_inner_folds).fit(X[:half], y[:half])
@@ -260,7 +318,8 @@ def load_or_measure(profile: str | Profile, results: Path, path: Path | None = N
     cached = throughput_path(results)
     if cached.exists():
         found = json.loads(cached.read_text())
-        if found.get("grid_mm") == p.grid_mm:
+        if found.get("grid_mm") == p.grid_mm and "train_per_s" in next(
+                iter(found["cnn"].values()), {}):
             return found
     found = measure_throughput(p)
     write_text(cached, json.dumps(found, indent=2))
@@ -268,25 +327,31 @@ def load_or_measure(profile: str | Profile, results: Path, path: Path | None = N
 
 
 def estimate_seconds(profile: str | Profile, table: pd.DataFrame, throughput: dict,
-                     n_train: float | None = None) -> pd.Series:
-    """Estimated seconds of each unit: every epoch run (an upper bound under early
-    stopping) at the measured rate, a branch per map, plus the measured fixed part; an SVM
-    unit scales with its maps; late fusion costs nothing. The best families are costed
-    at the mean of the measured ones."""
+                     n_cv: float | None = None) -> pd.Series:
+    """Estimated seconds of each unit: the measured fixed part, then every epoch of the
+    profile (an upper bound under early stopping) of training on the fit subjects and
+    inference on the validation subjects, a branch per map for branch fusion, and the
+    held-out and independent predictions. Chapter 7's family, not known before chapters
+    4-6 are stored, is costed as the slowest measured. An SVM unit scales with its maps;
+    late fusion costs nothing."""
     p = get_profile(profile)
-    if n_train is None:
-        cv = p.n_subjects * (p.n_sites - 1) / p.n_sites
-        n_train = cv * (p.n_folds - 1) / p.n_folds
+    if n_cv is None:
+        n_cv = p.n_subjects * (p.n_sites - 1) / p.n_sites
+    n_train = n_cv * (p.n_folds - 1) / p.n_folds
+    n_test = p.n_subjects - n_train
     cnn = throughput["cnn"]
-    mean = {k: float(np.mean([v[k] for v in cnn.values()])) for k in ("overhead_s",
-                                                                     "samples_per_s")}
+    slowest = max(cnn.values(), key=lambda t: t["overhead_s"] + 1 / t["train_per_s"])
     out = []
     for row in table.itertuples():
         n_maps = len(row.maps.split("+"))
         if row.kind == "cnn":
-            t = cnn.get(row.family, mean)
+            t = cnn.get(row.family, slowest)
             branches = n_maps if row.fusion == "branch" else 1
-            out.append(t["overhead_s"] + p.epochs * n_train * branches / t["samples_per_s"])
+            fit, val = ((n_train, n_cv - n_train) if row.protocol == "published"
+                        else (0.8 * n_train, 0.2 * n_train))
+            epoch = fit / t["train_per_s"] + val / t["infer_per_s"]
+            out.append(t["overhead_s"] + branches * (p.epochs * epoch
+                                                     + n_test / t["infer_per_s"]))
         elif row.kind in ("svm", "2d"):
             out.append(throughput["svm_s"] * n_maps)
         else:
@@ -367,16 +432,15 @@ def make_plan(profile: str | Profile, results_dir: Path | None = None,
     cohort = Path(cohort_dir) if cohort_dir else paths["cohort"]
     table = units(p)
     table["stored"] = False
-    n_train = None
+    n_cv = None
     if (cohort / "participants.tsv").exists():
         study = Study.open(p, cohort, results)
         family = best_family(study)
         table["stored"] = stored_units(study, table, family)
-        cv = study.plan[(study.plan.repeat == 0) & (study.plan.fold >= 0)]
-        n_train = len(cv) * (p.n_folds - 1) / p.n_folds
+        n_cv = float(((study.plan.repeat == 0) & (study.plan.fold >= 0)).sum())
     if throughput is not None or measure or throughput_path(results).exists():
         tp = load_or_measure(p, results, throughput)
-        table["estimate_s"] = estimate_seconds(p, table, tp, n_train)
+        table["estimate_s"] = estimate_seconds(p, table, tp, n_cv)
     else:
         table["estimate_s"] = np.nan
     return Plan(p.name, table, max(int(workers), 1))
@@ -417,8 +481,8 @@ def _study(profile: str, cohort_dir: str, results_dir: str):
 def run_task(task: Task) -> dict:
     """Run (or read back) one unit; the record is written atomically.
 
-    On a Dask worker the fit runs in a single-threaded child process of the worker:
-    Keras draws its default initializer seeds from Python's global `random`, which the
+    On a Dask worker the fit runs in a child process with no other Python thread: Keras
+    draws its default initializer seeds from Python's global `random`, which the
     worker's own threads also draw from, so a fit beside them would not repeat the
     serial run's weights.
 
@@ -429,6 +493,11 @@ def run_task(task: Task) -> dict:
     """
     if not _on_dask_worker():
         return _run_here(task)
+    with _ONE_FIT:  # a worker with several threads still runs one fit at a time
+        return _run_in_child(task)
+
+
+def _run_in_child(task: Task) -> dict:
     global _CHILD
     if _CHILD is None or _CHILD.poll() is not None:
         _CHILD = subprocess.Popen([sys.executable, "-m", "mri3dcnn.grid"],
@@ -448,6 +517,7 @@ def run_task(task: Task) -> dict:
 
 #: the fitting process of this Dask worker, started on its first task
 _CHILD = None
+_ONE_FIT = threading.Lock()
 
 
 def _serve() -> None:
