@@ -43,7 +43,7 @@ import pandas as pd
 
 from .atomic import write_text
 from .config import Profile, config_hash, default_paths, get_profile
-from .crossval import CHAPTER_2D, CHAPTER_CNN
+from .crossval import CHAPTER_2D, CHAPTER_CNN, CHAPTER_SVM, ModelSpec
 
 #: the chapters' default parameters, as their `parameters` cells set them
 SVM_MAPS = ("gm", "wm", "fa", "md")
@@ -60,24 +60,36 @@ UNIT_COLUMNS = ("notebook", "kind", "family", "maps", "fusion", "protocol", "var
 
 @dataclass(frozen=True)
 class GridModel:
-    """One model a chapter cross-validates, in the chapter's own terms.
+    """One model a chapter cross-validates: its record key fields (`spec`) and how the
+    grid treats it.
 
-    `kind` is `cnn`, `svm`, `2d` or `late`; `fusion` is the key's fusion (`none` for one
-    map); `folds` is None for every fold, or the number of folds per repeat the chapter
-    runs (chapter 8's null model: one). `grid` says who runs it: `grid` (any time),
-    `after` (once chapters 4-6 are stored) or `chapter` (only its chapter can decide it).
+    `kind` is `cnn`, `svm`, `2d` or `late`; `folds` is None for every fold, or the number
+    of folds per repeat the chapter runs (chapter 8's null model: one). `grid` says who
+    runs it: `grid` (any time), `after` (once chapters 4-6 are stored) or `chapter` (only
+    its chapter can decide it).
     """
 
     notebook: str
     kind: str
-    family: str
-    maps: tuple[str, ...]
-    fusion: str = "none"
-    protocol: str = "inner"
-    variant: str = "none"
-    features: str = "volumes"
+    spec: ModelSpec
     folds: int | None = None
     grid: str = "grid"
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        return self.spec.maps
+
+    @property
+    def fusion(self) -> str:
+        return self.spec.fusion
+
+    @property
+    def features(self) -> str:
+        return self.spec.features
 
     @property
     def cnn_fusion(self) -> str:
@@ -85,10 +97,20 @@ class GridModel:
         return self.fusion if self.fusion in ("branch", "channel") else "branch"
 
 
+#: the results chapter each kind of model is stored under
+STORED_UNDER = {"svm": CHAPTER_SVM, "2d": CHAPTER_2D, "cnn": CHAPTER_CNN, "late": CHAPTER_CNN}
+
+
+def _model(notebook: str, kind: str, family: str, maps: tuple[str, ...], fusion: str = "none",
+           seed: int = 0, folds: int | None = None, grid: str = "grid", **fields) -> GridModel:
+    spec = ModelSpec(STORED_UNDER[kind], family, tuple(maps), fusion, seed=seed, **fields)
+    return GridModel(notebook, kind, spec, folds, grid)
+
+
 def _cnn(notebook: str, family: str, maps: tuple[str, ...], fusion: str = "branch",
          **kw) -> GridModel:
-    return GridModel(notebook, "cnn", family, tuple(maps),
-                     fusion if len(maps) > 1 else "none", **kw)
+    return _model(notebook, "cnn", family, tuple(maps), fusion if len(maps) > 1 else "none",
+                  **kw)
 
 
 def chapter_models(profile: str | Profile) -> list[GridModel]:
@@ -100,39 +122,38 @@ def chapter_models(profile: str | Profile) -> list[GridModel]:
     p = get_profile(profile)
     sets = [tuple(m) for m in p.cnn_map_sets]
     fusion_maps = tuple(p.fusion_maps)
-    out = [GridModel("02_svm", "svm", "svm_linear", (m,), features="voxels")
-           for m in SVM_MAPS]
-    out += [GridModel("02_svm", "svm", "svm_linear", SVM_MAPS, "concatenated",
-                      features="voxels"),
-            GridModel("02_svm", "svm", "svm_rbf", ("gm",), features="voxels"),
-            GridModel("02_svm", "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
-                      features="regional means"),
-            GridModel("02_svm", "svm", "nilearn_decoder", ("gm",), features="voxels"),
-            GridModel("02_svm", "svm", "chance", ("gm",), features="voxels")]
+    out = [_model("02_svm", "svm", "svm_linear", (m,), features="voxels") for m in SVM_MAPS]
+    out += [_model("02_svm", "svm", "svm_linear", SVM_MAPS, "concatenated", features="voxels"),
+            _model("02_svm", "svm", "svm_rbf", ("gm",), features="voxels"),
+            _model("02_svm", "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
+                   features="regional means"),
+            _model("02_svm", "svm", "nilearn_decoder", ("gm",), features="voxels"),
+            _model("02_svm", "svm", "chance", ("gm",), features="voxels")]
     joined = [fusion_maps] if len(fusion_maps) > 1 else []
-    out += [GridModel("03_pretrained_2d", "2d", f"2d_{b}", maps,
-                      "concatenated" if len(maps) > 1 else "none", features=f"{b} slices",
-                      grid="chapter")
+    out += [_model("03_pretrained_2d", "2d", f"2d_{b}", maps,
+                   "concatenated" if len(maps) > 1 else "none", features=f"{b} slices",
+                   grid="chapter")
             for b in BACKBONES for maps in [(m,) for m in fusion_maps] + joined]
     for notebook, families in (("04_sequential", p.sequential_models),
                                ("05_inception", INCEPTION),
                                ("06_inception_resnet", INCEPTION_RESNET)):
-        out += [_cnn(notebook, f, maps) for f in families for maps in sets]
-    chapter7 = [_cnn("07_multimodal", BEST, (m,), grid="after") for m in fusion_maps]
-    chapter7 += [_cnn("07_multimodal", BEST, fusion_maps, "branch", grid="after"),
-                 _cnn("07_multimodal", BEST, fusion_maps, "channel", grid="after"),
-                 GridModel("07_multimodal", "late", BEST, tuple(sorted(fusion_maps)), "late",
-                           grid="after"),
-                 _cnn("07_multimodal", BEST, ("gm",), grid="after"),
-                 _cnn("07_multimodal", BEST, ("gm",), protocol="published", grid="after")]
-    fitted = {(m.maps, m.fusion, m.protocol, m.variant) for m in out if m.kind == "cnn"}
+        out += [_cnn(notebook, f, maps, seed=p.seed) for f in families for maps in sets]
+    ch7 = {"seed": p.seed, "grid": "after"}
+    chapter7 = [_cnn("07_multimodal", BEST, (m,), **ch7) for m in fusion_maps]
+    chapter7 += [_cnn("07_multimodal", BEST, fusion_maps, "branch", **ch7),
+                 _cnn("07_multimodal", BEST, fusion_maps, "channel", **ch7),
+                 _model("07_multimodal", "late", BEST, tuple(sorted(fusion_maps)), "late",
+                        **ch7),
+                 _cnn("07_multimodal", BEST, ("gm",), **ch7),
+                 _cnn("07_multimodal", BEST, ("gm",), protocol="published", **ch7)]
+    fitted = {replace(m.spec, family="") for m in out if m.kind == "cnn"}
     for m in chapter7:  # the best family is one of chapters 4-6's: their fits are reused
-        sig = (m.maps, m.fusion, m.protocol, m.variant)
+        sig = replace(m.spec, family="")
         if sig not in fitted:
             out.append(m)
             fitted.add(sig)
-    out.append(_cnn("08_saliency", SALIENCY_BEST, ("gm",), variant="shuffled-labels",
-                    folds=1, grid="chapter"))
+    out.append(_cnn("08_saliency", SALIENCY_BEST, ("gm",), seed=p.seed,
+                    variant="shuffled-labels", folds=1, grid="chapter"))
     return out
 
 
@@ -144,11 +165,8 @@ def units(profile: str | Profile, models: Iterable[GridModel] | None = None) -> 
         for r in range(p.n_repeats):
             for f in range(p.n_folds if m.folds is None else m.folds):
                 rows.append({"model": i, "notebook": m.notebook, "kind": m.kind,
-                             "family": m.family, "maps": "+".join(m.maps),
-                             "fusion": m.fusion, "protocol": m.protocol,
-                             "variant": m.variant, "features": m.features, "fold": f,
-                             "repeat": r, "seed": p.seed if m.kind in ("cnn", "late") else 0,
-                             "grid": m.grid})
+                             **m.spec.fields(), "maps": "+".join(m.maps), "fold": f,
+                             "repeat": r, "grid": m.grid})
     return pd.DataFrame(rows, columns=["model", *UNIT_COLUMNS, "grid"])
 
 
@@ -158,7 +176,7 @@ def units(profile: str | Profile, models: Iterable[GridModel] | None = None) -> 
 def resolve_family(model: GridModel, family: str | None) -> GridModel:
     """`model` with the best family filled in (unchanged when it names its own)."""
     if model.family == BEST and family is not None:
-        return replace(model, family=family)
+        return replace(model, spec=replace(model.spec, family=family))
     return model
 
 
@@ -166,8 +184,8 @@ def build(study, model: GridModel):
     """The `crossval.Model` a chapter builds for `model`, through the study's own builders
     (so its keys are the chapter's)."""
     if model.kind == "cnn":
-        return study.cnn(model.family, model.maps, model.cnn_fusion, model.protocol,
-                         model.variant)
+        return study.cnn(model.family, model.maps, model.cnn_fusion, model.spec.protocol,
+                         model.spec.variant)
     if model.kind == "svm":
         if _SVM[0] is not study:  # features are computed once per study
             _SVM[:] = [study, study.svm_models(SVM_MAPS)]
@@ -216,7 +234,7 @@ def _late_keys(study, model: GridModel) -> dict | None:
     those are all stored."""
     parts = {}
     for mp in model.maps:
-        single = GridModel(model.notebook, "cnn", model.family, (mp,))
+        single = _cnn(model.notebook, model.family, (mp,))
         parts[mp] = [study.store.get(k) for k in unit_keys(study, single)]
         if any(r is None for r in parts[mp]):
             return None
