@@ -113,6 +113,24 @@ def test_grid_keys_are_the_chapters_keys(home):
         cnn.family, "gm", key["repeat"], key["fold"])
 
 
+def test_one_task_per_record(home):
+    """Two workers never write the same record: a unit asked for twice is one task."""
+    study = _study(home, "tasks")
+    cnn = next(m for m in grid.chapter_models("tiny") if m.kind == "cnn")
+    tasks = grid.tasks_for(study, [cnn, cnn])
+    p = get_profile("tiny")
+    assert len(tasks) == p.n_folds * p.n_repeats
+    assert len({t.hash for t in tasks}) == len(tasks)
+    assert {t.hash for t in tasks} == {study.store.path_for(k).name
+                                       for k in grid.unit_keys(study, cnn)}
+
+
+def test_run_takes_workers_or_a_scheduler_not_both(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--profile", "tiny", "--workers", "2", "--scheduler", "tcp://x:8786"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def _subset() -> list:
     """The SVM models and one CNN family on grey matter: enough to cover both kinds."""
     models = grid.chapter_models("tiny")
