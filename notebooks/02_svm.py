@@ -23,10 +23,10 @@
 # `Decoder` on the same grey-matter maps and folds is the cross-check.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-maps = ["gm", "wm", "fa", "md"]
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+maps = ["gm", "wm", "fa", "md"]  # maps compared one by one and concatenated
 
 # %%
 import matplotlib.pyplot as plt

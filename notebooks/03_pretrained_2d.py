@@ -25,12 +25,13 @@
 # every other model. Features are cached per backbone, map and slicing.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-backbones = ["efficientnet_lite0", "vgg16", "resnet50", "inceptionv3"]
-maps = None  # default: the profile's fusion maps
-n_per_axis = 3
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+backbones = ["efficientnet_lite0", "vgg16", "resnet50",
+             "inceptionv3"]  # ImageNet backbones tried; one without weights is skipped
+maps = None  # maps to extract slices from; None: the profile's fusion maps
+n_per_axis = 3  # slices per axis through each volume
 
 # %%
 import matplotlib.pyplot as plt

@@ -25,11 +25,11 @@
 # normalisation is fitted on the training subjects of each fold.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-models = None  # default: the profile's Sequential depths
-map_sets = None  # default: the profile's map sets
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+models = None  # Sequential families to train; None: the profile's depths
+map_sets = None  # lists of maps, one model each; None: the profile's map sets
 
 # %%
 from IPython.display import Markdown, display

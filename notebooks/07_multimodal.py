@@ -27,11 +27,11 @@
 # with the epoch kept by its accuracy on the held-out fold itself.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-family = None  # default: the best family on grey matter in chapters 4-6
-maps = None  # default: the profile's fusion maps
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+family = None  # CNN family fused; None: the best on grey matter in chapters 4-6
+maps = None  # maps fused; None: the profile's fusion maps
 
 # %%
 import matplotlib.pyplot as plt

@@ -26,10 +26,11 @@
 # trained on.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-methods = ["gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion"]
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+methods = ["gradient", "smoothgrad", "integrated_gradients", "gradcam",
+           "occlusion"]  # saliency methods compared (mri3dcnn.saliency.METHODS)
 
 # %%
 import matplotlib.pyplot as plt

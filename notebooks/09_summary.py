@@ -21,10 +21,10 @@
 # bootstraps over subjects.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-metric = "balanced_accuracy"
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+metric = "balanced_accuracy"  # metric of the forest plot of every model (evaluation.METRICS)
 
 # %%
 import matplotlib.pyplot as plt
