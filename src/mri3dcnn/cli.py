@@ -78,11 +78,25 @@ def _models(a: argparse.Namespace) -> None:
         print(f"{name:20s} {'+'.join(a.maps):12s} {model.count_params():>12,d} parameters")
 
 
+def _study_config(a: argparse.Namespace) -> tuple:
+    """The profile and chapter parameters of `--config FILE`, or of `--profile`."""
+    from .config import ConfigError, get_profile, read_study_config
+
+    if a.config is None:
+        return get_profile(a.profile), None
+    try:
+        cfg = read_study_config(a.config)
+    except ConfigError as err:
+        raise SystemExit(f"mri3dcnn {a.cmd}: {err}") from None
+    return cfg.profile, cfg.parameters()
+
+
 def _book(a: argparse.Namespace) -> None:
     from .runner import build_book, execute_book
 
+    profile, parameters = _study_config(a)
     if not a.no_execute:
-        execute_book(a.profile, chapters=a.chapters or None)
+        execute_book(profile, chapters=a.chapters or None, extra_parameters=parameters)
     if not a.no_build:
         print(f"site: {build_book()}")
 
@@ -90,7 +104,8 @@ def _book(a: argparse.Namespace) -> None:
 def _run(a: argparse.Namespace) -> None:
     from .runner import execute_book
 
-    for p in execute_book(a.profile, chapters=a.chapters):
+    profile, parameters = _study_config(a)
+    for p in execute_book(profile, chapters=a.chapters, extra_parameters=parameters):
         print(p)
 
 
@@ -171,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         b = sub.add_parser(name, help=helptext)
         b.add_argument("--profile", default="quick", choices=sorted(PROFILES))
         b.add_argument("--chapters", nargs="*", default=None)
+        b.add_argument("--config", type=Path, default=None,
+                       help="study configuration YAML (profile: NAME, or extends: NAME plus "
+                            "settings; cohort_dir; results_dir); overrides --profile")
         if name == "book":
             b.add_argument("--no-execute", action="store_true")
             b.add_argument("--no-build", action="store_true")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import get_profile, project_root
+from .config import Profile, get_profile, project_root
 
 
 class ChapterError(RuntimeError):
@@ -116,7 +116,7 @@ def install_mathjax(root: Path | None = None) -> Path:
     return dest
 
 
-def execute_book(profile: str = "quick", chapters: list[str] | None = None,
+def execute_book(profile: str | Profile = "quick", chapters: list[str] | None = None,
                  only_missing: bool = False, root: Path | None = None,
                  extra_parameters: dict | None = None) -> list[Path]:
     """Execute chapters (all in the table of contents by default) with one profile."""
@@ -127,12 +127,12 @@ def execute_book(profile: str = "quick", chapters: list[str] | None = None,
     names = chapters or toc_chapters(root)
     todo = [n for n in names
             if not (only_missing and (book_dir(root) / "chapters" / f"{n}.ipynb").exists())]
-    if todo:
+    if todo and not (extra_parameters or {}).get("cohort_dir"):
         print(f"mri3dcnn: preparing the {p.name} synthetic cohort", flush=True)
         ensure_synthetic_cohort(p, progress=sys.stderr.isatty())
     out = []
     for n in todo:
-        print(f"mri3dcnn: executing {n} (profile {p.name})", flush=True)
+        print(f"mri3dcnn: executing {n} (profile {p.label})", flush=True)
         out.append(execute_chapter(n, {"profile": p.name, **(extra_parameters or {})}, root))
     return out
 
