@@ -14,7 +14,7 @@ LAYERS = [
     ("models", {"models", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
-    ("evaluation", {"evaluation", "stats", "claims", "saliency"}),
+    ("evaluation", {"evaluation", "stats", "claims", "saliency", "export"}),
     ("plots", {"plots"}),
     ("book", {"study", "runner", "book_ext", "cli", "__init__", "__main__"}),
 ]
