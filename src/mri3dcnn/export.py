@@ -168,8 +168,8 @@ def _description(records: list[Record]) -> dict:
         "ensemble": len(records) > 1,
         "grid_mm": grid_mm, "shape": list(shape), "affine": affine.tolist(), "space": SPACE,
         "threshold": THRESHOLD,
-        "output": "patient score p(patient) / (p(patient) + p(control)); above the "
-                  "threshold: patient",
+        "output": "patient score p(patient) / (p(patient) + p(control)), one per subject",
+        "n_params": int(sum(r.info.get("n_params", 0) for r in records)),
         "cohort": key["config"].get("cohort"), "n_subjects": len(seen),
         "n_training_subjects": len(train),
         "profile": key["config"].get("profile"), "fit": key["config"].get("estimator"),
@@ -211,7 +211,8 @@ def model_card(desc: dict, perf: pd.DataFrame) -> str:
         f"{desc['grid_mm']:g} mm study grid of shape {'x'.join(map(str, desc['shape']))}. "
         "Raw map values: the voxel-wise normalisation fitted on the training subjects is "
         "inside the model.",
-        f"- Output: the {desc['output']} ({desc['threshold']}).",
+        f"- Output: the {desc['output']}; a score above {desc['threshold']} predicts a "
+        f"patient. {desc['n_params']:,} trained parameters.",
         "",
         "## Training data",
         f"- Cohort fingerprint `{desc['cohort']}` (hash of the participants table and every "
