@@ -35,7 +35,7 @@ def test_the_normalisation_layer_gives_the_normalisers_numbers(tmp_path):
 @pytest.fixture(scope="module")
 def fitted(tiny_cohort, tmp_path_factory):
     """A tiny study with one-epoch fits: both folds on grey matter, one fold of grey
-    matter and FA as channels."""
+    matter and FA as channels and one as branches."""
     from mri3dcnn.study import Study
 
     home = tmp_path_factory.mktemp("home")
@@ -45,6 +45,7 @@ def fitted(tiny_cohort, tmp_path_factory):
                        maps=("gm", "fa"))
     study.fit_cnn("sequential_1", ("gm",))
     study.fit_cnn("sequential_1", ("gm", "fa"), fusion="channel", folds=[0])
+    study.fit_cnn("sequential_1", ("gm", "fa"), fusion="branch", folds=[0])
     yield study
     mp.undo()
 
@@ -57,7 +58,8 @@ def _compare(table: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
     return both
 
 
-@pytest.mark.parametrize(("maps", "fusion"), [(("gm",), None), (("gm", "fa"), "channel")])
+@pytest.mark.parametrize(("maps", "fusion"), [(("gm",), None), (("gm", "fa"), "channel"),
+                                              (("gm", "fa"), "branch")])
 def test_a_fold_model_exported_then_applied_reproduces_its_stored_scores(
         fitted, tiny_cohort, tmp_path, maps, fusion):
     rec = select_records(fitted.store, "sequential_1", maps, fusion, fold=0)

@@ -31,7 +31,7 @@ from .crossval import CHAPTER_CNN, display_name, maps_label
 from .evaluation import METRICS, bootstrap_ci
 from .maps import map_info
 from .results import Record, ResultsStore
-from .volumes import brain_mask, load_checked, to_grid, to_image
+from .volumes import VolumeError, brain_mask, load_checked, to_grid, to_image
 
 #: the version of the folder layout `predict` reads
 FORMAT = 1
@@ -100,6 +100,7 @@ def _fold_model(record: Record, inputs: dict, tag: str):
     """A stored fit applied to raw inputs: its normaliser's layers, then its network."""
     import keras
 
+    from .models.export_layers import PatientScore
     from .saliency import load_fit
 
     net, norm = load_fit(record)
@@ -111,8 +112,6 @@ def _fold_model(record: Record, inputs: dict, tag: str):
         x = keras.layers.Concatenate(axis=-1, name=f"stack_{tag}")([z[m] for m in maps])
     else:
         x = [z[n] for n in names] if len(names) > 1 else z[names[0]]
-    from .models.layers import PatientScore
-
     return PatientScore(name=f"score_{tag}")(net(x))
 
 
@@ -287,7 +286,7 @@ def load_exported(model_dir: str | Path) -> tuple:
     """The model and its study.json from an exported folder."""
     import keras
 
-    from .models import layers  # noqa: F401  (registers the layers the model holds)
+    from .models import export_layers  # noqa: F401  (registers the layers the model holds)
 
     model_dir = Path(model_dir)
     for name in ("model.keras", "study.json"):
@@ -385,7 +384,7 @@ def predict(model_dir: str | Path, cohort_dir: str | Path, out: str | Path,
     model, desc = load_exported(model_dir)
     try:
         subs, arrays, notes = read_maps(cohort_dir, desc, choose)
-    except CohortError as err:
+    except (CohortError, VolumeError) as err:
         raise ExportError(str(err)) from None
     inputs = [arrays[m][..., None] for m in desc["maps"]]
     score = np.asarray(model.predict(inputs if len(inputs) > 1 else inputs[0],

@@ -29,9 +29,9 @@ class Normaliser:
                 for m, a in arrays.items()}
 
     def as_layer(self, map_name: str, name: str | None = None):
-        """The normalisation of one map as a Keras layer (`models.layers.Standardise`)
+        """The normalisation of one map as a Keras layer (`models.export_layers.Standardise`)
         that gives the same float32 numbers as `transform`, for a self-contained model."""
-        from .models.layers import Standardise
+        from .models.export_layers import Standardise
 
         mean, std = np.asarray(self.mean_[map_name]), np.asarray(self.std_[map_name])
         precision = np.result_type(mean, std, np.float32)
