@@ -154,3 +154,19 @@ def test_a_configuration_changes_a_result_key_iff_it_changes_a_setting_of_that_r
     assert grid["cnn"] == tiny["cnn"] and not set(grid["svm"]) & set(tiny["svm"])
     folds = keys({"extends": "tiny", "n_folds": 3})
     assert not set(folds["cnn"]) & set(tiny["cnn"]) and not set(folds["svm"]) & set(tiny["svm"])
+
+
+@pytest.mark.parametrize("command", ["run", "book"])
+def test_book_and_run_hand_the_configuration_to_every_chapter(tmp_path, monkeypatch, command):
+    import mri3dcnn.runner as runner
+
+    calls = []
+    monkeypatch.setattr(runner, "execute_book", lambda profile, chapters=None, **kw:
+                        calls.append((profile, kw["extra_parameters"])) or [])
+    f = _write(tmp_path / "study.yaml", {"profile": {"extends": "tiny", "epochs": 2},
+                                         "cohort_dir": "maps"})
+    main([command, "--config", str(f), "--profile", "full", "--chapters", "01_data",
+          *(["--no-build"] if command == "book" else [])])
+    cfg = read_study_config(f)
+    assert calls == [(cfg.profile, cfg.parameters())]
+    assert calls[0][1]["cohort_dir"] == str(tmp_path / "maps")
