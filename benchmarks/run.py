@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -132,16 +133,16 @@ def model_rows(results: list[dict], peak: float) -> list[str]:
     return rows
 
 
-def write_readme(path: Path, text: str) -> None:
-    """Replace the generated section of the README between its markers (atomically)."""
+def write_readme(path: Path, text: str, markers: tuple[str, str] = MARKERS) -> None:
+    """Replace the generated section of the README between `markers` (atomically)."""
     from mri3dcnn.atomic import write_text
 
-    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARKERS[0]}\n{MARKERS[1]}\n"
-    if MARKERS[0] not in old or MARKERS[1] not in old:
-        raise ValueError(f"{path} lacks the markers {MARKERS}; add them where the table goes.")
-    pattern = re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1])
-    write_text(path, re.sub(pattern, lambda _: f"{MARKERS[0]}\n{text}\n{MARKERS[1]}", old,
-                            flags=re.S))
+    start, end = markers
+    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in old or end not in old:
+        raise ValueError(f"{path} lacks the markers {markers}; add them where the table goes.")
+    pattern = re.escape(start) + ".*?" + re.escape(end)
+    write_text(path, re.sub(pattern, lambda _: f"{start}\n{text}\n{end}", old, flags=re.S))
 
 
 def main() -> None:
@@ -184,7 +185,8 @@ def main() -> None:
     print("\n".join(tail[1:]), flush=True)
     if a.write:
         when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        write_readme(a.write, "\n".join([f"Measured {when} by `make bench`.", "", *head,
+        command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
+        write_readme(a.write, "\n".join([f"Measured {when} with `{command}`.", "", *head,
                                          *model_rows(results, peak), *tail]))
         print(f"table written to {a.write}")
 
