@@ -13,7 +13,6 @@ TensorFlow sees no GPU; `--dry-run` runs the same code on the CPU instead, to ch
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,17 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main() -> int:
-    from run import bench_model, matmul_flops, model_rows
+    from run import arguments, bench_model, matmul_flops, model_rows
 
     from mri3dcnn.config import study_grid
-    from mri3dcnn.models import FAMILIES
 
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--grid-mm", type=float, default=3.0)
-    ap.add_argument("--models", nargs="*", default=list(FAMILIES))
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=8)
+    ap = arguments(__doc__, batch=32, batches=8)
     ap.add_argument("--mixed-precision", choices=("bfloat16", "float16"))
     ap.add_argument("--xla", action="store_true", help="compile the steps with XLA")
     ap.add_argument("--deterministic", action="store_true", help="op determinism on")
@@ -63,7 +56,7 @@ def main() -> int:
     if a.mixed_precision == "float16":
         peaks["float16"] = matmul_flops(n, repeats=10, dtype="float16", device=device)
     print(f"device: {name}; TensorFlow {tf.__version__}; matmul peaks "
-          + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
+          + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
     if a.mixed_precision:
         keras.mixed_precision.set_global_policy(f"mixed_{a.mixed_precision}")
     peak = peaks[a.mixed_precision or "float32"]

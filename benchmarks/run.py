@@ -145,18 +145,25 @@ def write_readme(path: Path, text: str, markers: tuple[str, str] = MARKERS) -> N
     write_text(path, re.sub(pattern, lambda _: f"{start}\n{text}\n{end}", old, flags=re.S))
 
 
-def main() -> None:
-    from mri3dcnn.config import study_grid
-    from mri3dcnn.hardware import describe
+def arguments(description: str, batch: int, batches: int) -> argparse.ArgumentParser:
+    """The options every throughput script shares: grid, families, batch size and count."""
     from mri3dcnn.models import FAMILIES
-    from mri3dcnn.training import configure_tensorflow
 
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid-mm", type=float, default=3.0)
     ap.add_argument("--models", nargs="*", default=list(FAMILIES))
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--batches", type=int, default=batches, help="batches timed per figure")
+    return ap
+
+
+def main() -> None:
+    from mri3dcnn.config import study_grid
+    from mri3dcnn.hardware import describe
+    from mri3dcnn.training import configure_tensorflow
+
+    ap = arguments(__doc__, batch=8, batches=6)
     ap.add_argument("--no-generator", action="store_true", help="skip the cohort generator")
     ap.add_argument("--write", type=Path, help="README to write the table into")
     a = ap.parse_args()
