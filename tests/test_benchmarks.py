@@ -65,3 +65,15 @@ def test_readme_table_is_replaced_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="lacks the markers"):
         write_readme(readme, "x")
+
+
+@pytest.mark.slow
+def test_device_benchmark_dry_run_prints_a_row_per_family():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device.py"), "--dry-run",
+                          "--grid-mm", "8", "--models", "sequential_2", "sfcn", "--batch", "2",
+                          "--batches", "1", "--mixed-precision", "bfloat16"],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| s")]
+    assert [r.split("|")[1].strip() for r in rows] == ["sequential_2", "sfcn"]
+    assert "policy mixed_bfloat16" in out.stdout
