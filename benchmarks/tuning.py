@@ -33,6 +33,7 @@ SETTINGS = [
     ("channels-first", {"layout": "channels_first"}),
     ("no determinism", {"determinism": False}),
     ("XLA (no determinism)", {"determinism": False, "xla": True}),
+    ("baseline, again", {}),  # how far the host's load moved the numbers meanwhile
 ]
 
 
