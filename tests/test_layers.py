@@ -12,7 +12,7 @@ LAYERS = [
     ("data", {"config", "maps", "atomic", "hardware", "space", "synthetic", "cohort",
               "volumes", "splits", "atlas", "manifest", "prepare", "features",
               "torchpickle"}),
-    ("models", {"models", "preprocessing"}),
+    ("models", {"models", "recipes", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
     ("evaluation", {"evaluation", "stats", "claims", "saliency"}),
