@@ -16,11 +16,12 @@
 # Before any deep network, the question every reviewer asks: what does a support vector
 # machine on voxel-based-morphometry features reach on the same folds? Features are the
 # masked voxels of each map (as in the study), all maps concatenated (the multimodal SVM),
-# and the mean of each map in each region of an offline atlas. Every fitted step (scaling,
-# optional ANOVA screening, the choice of C) sits in one scikit-learn Pipeline fitted on
-# training subjects only, with C chosen by an inner cross-validation (nested CV). A
-# classifier that predicts from class frequencies draws the chance line, and nilearn's
-# `Decoder` on the same grey-matter maps and folds is the cross-check.
+# and the mean of each map in each region of an offline atlas, AAL2 {cite:p}`rolls2015`.
+# Every fitted step (scaling, optional ANOVA screening, the choice of C) sits in one
+# scikit-learn {cite:p}`pedregosa2011` Pipeline fitted on training subjects only, with C
+# chosen by an inner cross-validation (nested CV). A classifier that predicts from class
+# frequencies draws the chance line, and nilearn's `Decoder` {cite:p}`abraham2014` on the
+# same grey-matter maps and folds is the cross-check.
 
 # %% tags=["parameters"]
 profile = "quick"
@@ -74,9 +75,10 @@ for name, run_maps, X, make in runs:
 # %% [markdown]
 # ## Pooled over folds, with 95 % bootstrap confidence intervals
 # `cv`: each subject predicted once by the model that did not train on it; `independent`:
-# the held-out site, scored by the fold models' majority vote.
+# the held-out site, scored by the fold models' majority vote. {numref}`fig-svm-models`
+# sets every variant against the oracle.
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-svm-models"}}
 preds = study.predictions("02_svm")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
@@ -91,8 +93,9 @@ display(Markdown("Cross-check on grey matter, same folds: " + "; ".join(
 
 # %% [markdown]
 # ## Per fold
+# {numref}`fig-svm-folds` shows how much one fold's score varies around the pooled one.
 
-# %%
+# %% mystnb={"figure": {"caption": "The grey-matter linear SVM and the chance classifier fold by fold.", "name": "fig-svm-folds"}}
 folds = per_fold_metrics(preds)
 fig = plots.fold_metrics(folds[folds.model.isin(["svm_linear", "chance"])
                                & (folds.maps == "gm")], study.oracle_accuracy)
@@ -102,10 +105,11 @@ plt.show()
 # ## Where the linear SVM looks
 # The grey-matter SVM refitted on all cross-validation subjects (never the independent
 # site), its weights mapped back into the brain. Weights of a linear model mix signal and
-# noise suppression, so they are a description, not a test; the regions with the largest
-# mean absolute weight are listed with their peak coordinates.
+# noise suppression, so they are a description, not a test ({numref}`fig-svm-weights`);
+# the regions with the largest mean absolute weight are listed with their peak
+# coordinates.
 
-# %%
+# %% mystnb={"figure": {"caption": "Weights of the linear SVM on grey matter, refitted on all cross-validation subjects and scaled to their largest magnitude: slices (top) and glass brain (bottom).", "name": "fig-svm-weights"}}
 rows = [study.ids.index(s) for s in cv_subjects(study.plan)]
 w = weight_map(svm()(), voxels["gm"][rows], study.y[rows])
 wmap = study.mask.astype("float32") * 0
@@ -116,3 +120,11 @@ fig = plots.stat_map(wmap, mean_gm, study.grid_mm, "linear SVM weights (grey mat
 plt.show()
 display(region_table(wmap, study.grid_mm, top=10).round(3))
 display(Markdown(f"Atlas: {ATLAS_NAME}."))
+
+# %% [markdown]
+# The same weights in three dimensions: click to move through the brain.
+
+# %%
+from mri3dcnn.views import interactive_map
+
+interactive_map(wmap, mean_gm, study.grid_mm, "linear SVM weights (grey matter)")

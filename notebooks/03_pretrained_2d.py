@@ -14,7 +14,8 @@
 # # 3. Deep features from 2D ImageNet networks
 #
 # The study's second baseline: slices of each map passed through a 2D network pretrained
-# on ImageNet, frozen, and a linear classifier on top. If 3D networks trained from scratch
+# on ImageNet (by default EfficientNet-Lite0, of the EfficientNet family
+# {cite:p}`tan2019`), frozen, and a linear classifier on top. If 3D networks trained from scratch
 # on a few hundred subjects do not beat this, the third dimension buys nothing.
 #
 # For each subject and map, the central slice of each axis and its neighbours are scaled
@@ -72,8 +73,9 @@ display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
 
 # %% [markdown]
 # ## One subject's slices as the backbone sees them
+# {numref}`fig-2d-slices` shows the images the backbone is given for one subject.
 
-# %%
+# %% mystnb={"figure": {"caption": "One subject's central slices of each axis, as the backbone receives them (first map).", "name": "fig-2d-slices"}}
 imgs = p2d.to_images(p2d.slice_stack(np.asarray(arrays[maps[0]][0]), n_per_axis),
                      map_info(maps[0]).value_range)
 fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
@@ -84,6 +86,7 @@ plt.show()
 
 # %% [markdown]
 # ## Features and classification
+# {numref}`fig-2d-models` compares the classifiers on these features with the oracle.
 
 # %%
 status = {}
@@ -108,7 +111,7 @@ for name in backbones:
     status[name] = f"run: {feats[maps[0]].shape[1]} features per map and subject; {weights}"
 display(status)
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-2d-models"}}
 preds = study.predictions("03_pretrained_2d")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])

@@ -21,7 +21,9 @@
 # One thing differs from the published notebooks, on purpose: the epoch kept is chosen on a
 # validation split of the **training subjects only**, with early stopping. The original
 # kept the epoch with the best accuracy on the held-out fold itself, which selects the
-# model on its test data; chapter 7 measures what that costs. Voxel-wise intensity
+# model on its test data, a leak common in the literature {cite:p}`wen2020`; chapter 7
+# measures what that costs. The models are built with Keras {cite:p}`chollet2015keras` on
+# TensorFlow {cite:p}`abadi2016`. Voxel-wise intensity
 # normalisation is fitted on the training subjects of each fold.
 
 # %% tags=["parameters"]
@@ -51,17 +53,19 @@ res = study.cnn_chapter(models, map_sets)
 # %% [markdown]
 # ## Learning curves
 # Training loss falls steadily while validation loss, on subjects the model never trains
-# on, turns up once the network starts to memorise: the epoch kept is the one before.
+# on, turns up once the network starts to memorise: the epoch kept is the one before
+# ({numref}`fig-sequential-curves`).
 
-# %%
+# %% mystnb={"figure": {"caption": "Training and validation loss per epoch of each Sequential fit, fold by fold.", "name": "fig-sequential-curves"}}
 fig = plots.learning_curves(res["histories"])
 plt.show()
 display(res["fits"])
 
 # %% [markdown]
 # ## Per fold, against chance and the oracle
+# {numref}`fig-sequential-folds`: one point per fold and model.
 
-# %%
+# %% mystnb={"figure": {"caption": "The Sequential models fold by fold, against the oracle.", "name": "fig-sequential-folds"}}
 display(res["per_fold"].round(3))
 fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
 plt.show()

@@ -47,18 +47,19 @@ res = study.cnn_chapter(models, map_sets)
 
 # %% [markdown]
 # ## Learning curves
-# Each line is one fold; validation loss is measured on training subjects held out for
-# selection, never on the test fold.
+# Each line is one fold ({numref}`fig-inception-curves`); validation loss is measured on
+# training subjects held out for selection, never on the test fold.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training and validation loss per epoch of each Inception fit, fold by fold.", "name": "fig-inception-curves"}}
 fig = plots.learning_curves(res["histories"])
 plt.show()
 display(res["fits"])
 
 # %% [markdown]
 # ## Per fold, against chance and the oracle
+# {numref}`fig-inception-folds`: one point per fold and model.
 
-# %%
+# %% mystnb={"figure": {"caption": "The Inception models fold by fold, against the oracle.", "name": "fig-inception-folds"}}
 display(res["per_fold"].round(3))
 fig = plots.fold_metrics(res["per_fold"], study.oracle_accuracy)
 plt.show()

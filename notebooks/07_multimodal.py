@@ -23,8 +23,9 @@
 # - **channel fusion**: the maps stacked as channels of one branch;
 # - **late fusion**: the single-map models' probabilities averaged.
 #
-# Then the selection flaw of the published notebooks, measured: the same family and folds,
-# with the epoch kept by its accuracy on the held-out fold itself.
+# {numref}`fig-fusion-models` sets them side by side. Then the selection flaw of the
+# published notebooks, measured: the same family and folds, with the epoch kept by its
+# accuracy on the held-out fold itself.
 
 # %% tags=["parameters"]
 profile = "quick"
@@ -58,7 +59,7 @@ if family is None and len(candidates):
 family = family or "sequential_2"
 display(Markdown(f"Family compared here: **{family}** (maps: {', '.join(maps)})."))
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-fusion-models"}}
 single = {m: study.fit_cnn(family, (m,)) for m in maps}
 branch = study.fit_cnn(family, maps, fusion="branch")
 channel = study.fit_cnn(family, maps, fusion="channel")
@@ -90,9 +91,10 @@ display(pd.DataFrame(rows).round(3))
 # ## The published protocol: selecting the epoch on the test fold
 # Same family, grey matter, same folds. The published notebooks trained on all training
 # subjects and kept the epoch whose accuracy on the **held-out fold** was best; ours keeps
-# the epoch with the lowest loss on a validation split of the training subjects.
+# the epoch with the lowest loss on a validation split of the training subjects
+# ({numref}`fig-fusion-protocol`).
 
-# %%
+# %% mystnb={"figure": {"caption": "Held-out accuracy with the epoch chosen on the held-out fold (the published protocol) beside the epoch chosen on training subjects only.", "name": "fig-fusion-protocol"}}
 inner = study.fit_cnn(family, ("gm",))
 published = study.fit_cnn(family, ("gm",), protocol="published")
 preds_in, preds_pub = predictions_of(inner), predictions_of(published)

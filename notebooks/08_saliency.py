@@ -19,9 +19,9 @@
 # each method can be scored against the planted regions rather than admired.
 #
 # Methods: the vanilla **gradient**, **SmoothGrad** (gradients averaged over noisy
-# copies), **integrated gradients** (from the average training subject), **3D Grad-CAM**
-# (last convolution of each branch) and **occlusion** (a sliding cube set to the training
-# mean). Group maps average the absolute saliency of correctly classified patients among
+# copies) {cite:p}`smilkov2017`, **integrated gradients** (from the average training
+# subject) {cite:p}`sundararajan2017`, **3D Grad-CAM** (last convolution of each branch)
+# {cite:p}`selvaraju2017` and **occlusion** (a sliding cube set to the training mean). Group maps average the absolute saliency of correctly classified patients among
 # each fold's *held-out* subjects, then across folds; models never explain subjects they
 # trained on.
 
@@ -78,7 +78,7 @@ display(Markdown(f"Group maps saved as NIfTI under `{study.store.root / 'salienc
 # planted grey-matter regions (0.5 is chance), and the share of the top 1 % voxels that
 # fall inside them (against the regions' own share of the brain).
 
-# %%
+# %% mystnb={"figure": {"caption": "Localisation of each saliency method and family against the planted regions: voxel AUC, share of the top 1 % voxels inside the regions, and share of planted regions among the five most salient atlas regions.", "name": "fig-saliency-localisation"}}
 if union is not None:
     rows = []
     for fam, by_method in group.items():
@@ -108,8 +108,10 @@ else:
 
 # %% [markdown]
 # ## The best map, its regions and the planted ones
+# {numref}`fig-saliency-best` shows the best-localised method's group map; below it, the
+# same map in three dimensions.
 
-# %%
+# %% mystnb={"figure": {"caption": "The best-localised group saliency map, scaled to its maximum: slices (top) and glass brain (bottom).", "name": "fig-saliency-best"}}
 best_map = group[best.family][best.method]["gm"]
 mean_gm = np.asarray(arrays["gm"]).mean(axis=0)
 fig = plots.stat_map(best_map / best_map.max(), mean_gm, study.grid_mm,
@@ -121,14 +123,24 @@ if truth:
     display(sal.planted_in_top_regions(best_map, truth, study.grid_mm, top=5))
 
 # %% [markdown]
-# ## Sanity checks (Adebayo et al. 2018)
-# A saliency method must depend on what the model learned. Cascading randomisation
+# The group map in three dimensions: click to move through the brain.
+
+# %%
+from mri3dcnn.views import interactive_map
+
+interactive_map(best_map / best_map.max(), mean_gm, study.grid_mm,
+                f"{best.method}, {best.family}: group saliency (scaled)")
+
+# %% [markdown]
+# ## Sanity checks
+# A saliency method must depend on what the model learned {cite:p}`adebayo2018`.
+# Cascading randomisation ({numref}`fig-saliency-randomisation`)
 # shuffles the weights layer by layer from the output down and correlates (Spearman, on
 # absolute values) each method's maps with the trained model's; a method whose maps stay
 # the same passes no information about the model and fails. A model trained on shuffled
 # labels gives the second check.
 
-# %%
+# %% mystnb={"figure": {"caption": "Cascading randomisation: rank correlation of each method's maps with the trained model's as layers are randomised from the output down.", "name": "fig-saliency-randomisation"}}
 rec = next(r for r in records if r.key["model"] == best.family)
 model, norm = sal.load_fit(rec)
 p = rec.predictions

@@ -43,6 +43,8 @@ display(Markdown(f"{summary.model.nunique()} models, {preds.hash.nunique()} stor
 
 # %% [markdown]
 # ## All models: cross-validation and the independent site
+# The table gives accuracy, balanced accuracy and AUC with their intervals;
+# {numref}`fig-summary-models` draws the same numbers against the oracle.
 
 # %%
 def with_ci(df, m):
@@ -61,7 +63,7 @@ out = study.store.root / "summary.csv"
 summary.to_csv(out, index=False)
 display(Markdown(f"Exported with sensitivity, specificity and every interval: `{out}`"))
 
-# %%
+# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-summary-models"}}
 fig = plots.model_forest(summary, metric, study.oracle_accuracy)
 plt.show()
 
@@ -91,10 +93,12 @@ if (preds.set == "independent").any() and len(ranked) > 1:
     display(compare_auc(preds, pairs, "independent").round(4))
 
 # %% [markdown]
+# (claims)=
 # ## The study's claims, on this cohort
-# Each claim is tested on the stored predictions, with the best model of each kind chosen
-# by cross-validated AUC and compared on the independent site. The verdicts are computed;
-# none is written by hand.
+# Each claim of {cite:t}`hu2020` is tested on the stored predictions, with the best model
+# of each kind chosen by cross-validated AUC and compared on the independent site
+# (DeLong's test {cite:p}`delong1988`, Holm-corrected). The verdicts are computed; none is
+# written by hand, and the landing page shows the same ones.
 
 # %%
 claims = headline_claims(summary, preds)
@@ -106,3 +110,8 @@ if study.oracle_accuracy is not None:
         f"{best.maps}); the oracle reaches **{study.oracle_accuracy:.3f}** and no model can "
         f"exceed **{study.truth['ceiling_accuracy']:.3f}** on this cohort."
     ))
+
+# %% tags=["remove-cell"]
+from mri3dcnn.bookpages import glue_claims
+
+glue_claims(claims, study)
