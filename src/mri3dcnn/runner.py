@@ -13,6 +13,7 @@ the page (it stays in the notebook, where papermill and readers of the .ipynb fi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,13 +115,39 @@ def split_figures(nb) -> bool:
     return changed
 
 
+# TensorFlow's C++ logging (absl) writes these to stderr before any Python setting applies
+_TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                          r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
+
+
+def drop_library_logs(nb) -> bool:
+    """Remove TensorFlow's C++ log lines from stderr outputs: noise on a page, and not
+    the chapter's. Other stderr (a Python warning) stays. Returns whether anything changed."""
+    changed = False
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = out["text"].splitlines(keepends=True)
+                clean = [ln for ln in lines if not _TF_LOG_LINE.match(ln)]
+                if len(clean) != len(lines):
+                    changed = True
+                    if not "".join(clean).strip():
+                        continue
+                    out["text"] = "".join(clean)
+            kept.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+    return changed
+
+
 def prepare_for_book(path: Path) -> None:
-    """Prepare an executed chapter for the page (`split_figures`, `tag_for_book`), in
-    place if needed."""
+    """Prepare an executed chapter for the page (`drop_library_logs`, `split_figures`,
+    `tag_for_book`), in place if needed."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    if split_figures(nb) | tag_for_book(nb):
+    if drop_library_logs(nb) | split_figures(nb) | tag_for_book(nb):
         atomic_write_text(path, nbformat.writes(nb))
 
 
