@@ -78,7 +78,7 @@ for name, run_maps, X, make in runs:
 # the held-out site, scored by the fold models' majority vote. {numref}`fig-svm-models`
 # sets every variant against the oracle.
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-svm-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-svm-models"}}
 preds = study.predictions("02_svm")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])

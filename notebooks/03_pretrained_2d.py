@@ -111,7 +111,7 @@ for name in backbones:
     status[name] = f"run: {feats[maps[0]].shape[1]} features per map and subject; {weights}"
 display(status)
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-2d-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-2d-models"}}
 preds = study.predictions("03_pretrained_2d")
 summary = summarise(preds)
 display(summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])

@@ -59,7 +59,7 @@ if family is None and len(candidates):
 family = family or "sequential_2"
 display(Markdown(f"Family compared here: **{family}** (maps: {', '.join(maps)})."))
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-fusion-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-fusion-models"}}
 single = {m: study.fit_cnn(family, (m,)) for m in maps}
 branch = study.fit_cnn(family, maps, fusion="branch")
 channel = study.fit_cnn(family, maps, fusion="channel")

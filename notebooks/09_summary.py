@@ -63,7 +63,7 @@ out = study.store.root / "summary.csv"
 summary.to_csv(out, index=False)
 display(Markdown(f"Exported with sensitivity, specificity and every interval: `{out}`"))
 
-# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % bootstrap intervals; the dashed line is the oracle.", "name": "fig-summary-models"}}
+# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-summary-models"}}
 fig = plots.model_forest(summary, metric, study.oracle_accuracy)
 plt.show()
 
