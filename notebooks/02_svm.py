@@ -127,4 +127,4 @@ display(Markdown(f"Atlas: {ATLAS_NAME}."))
 # %%
 from mri3dcnn.views import interactive_map
 
-interactive_map(wmap, mean_gm, study.grid_mm, "linear SVM weights (grey matter)")
+interactive_map(wmap, mean_gm, study.grid_mm, "SVM weights")

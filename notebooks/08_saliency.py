@@ -128,8 +128,7 @@ if truth:
 # %%
 from mri3dcnn.views import interactive_map
 
-interactive_map(best_map / best_map.max(), mean_gm, study.grid_mm,
-                f"{best.method}, {best.family}: group saliency (scaled)")
+interactive_map(best_map / best_map.max(), mean_gm, study.grid_mm, f"{best.method}")
 
 # %% [markdown]
 # ## Sanity checks

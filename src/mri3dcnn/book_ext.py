@@ -43,6 +43,30 @@ def _ensure_chapters(app: Sphinx, config) -> None:
         raise ExtensionError(str(err)) from err
 
 
+def _script_key(js) -> str:
+    name = js.filename or js.attributes.get("body", "")
+    return str(name).split("?")[0]
+
+
+def unique_scripts(scripts: list) -> list:
+    """Each script once, first occurrence kept. The theme and MathJax register some twice
+    (`THEBE_JS_URL` declared twice, MathJax loaded twice): errors in a reader's console."""
+    seen, kept = set(), []
+    for js in scripts:
+        key = _script_key(js)
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(js)
+    return kept
+
+
+def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    if "script_files" in context:
+        context["script_files"][:] = unique_scripts(context["script_files"])
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _ensure_chapters)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
