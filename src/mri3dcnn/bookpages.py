@@ -154,6 +154,20 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, tablefmt="pipe")
 
 
+def _chapter_title(name: str, root: Path | None = None) -> str:
+    """The chapter's own title: the first heading of its first Markdown cell."""
+    import jupytext
+
+    from .runner import chapter_source
+
+    nb = jupytext.read(chapter_source(name, root))
+    for cell in nb.cells:
+        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
+            if line.startswith("# "):
+                return line[2:].strip()
+    return name
+
+
 def parameters_page(root: Path | None = None) -> str:
     """The Markdown of the page listing every chapter's parameters."""
     from .runner import toc_chapters
@@ -162,14 +176,18 @@ def parameters_page(root: Path | None = None) -> str:
            "Each chapter is a notebook whose first code cell holds its papermill "
            "parameters. The tables below are read from those cells when the book is "
            "built, so they always match the chapters. Any parameter can be set on the "
-           "command line with `-p NAME VALUE` (`-y` for lists), for example:", ""]
+           "command line with `-p NAME VALUE` (`-y` for lists), as in the command under each "
+           "table.", ""]
     for name in toc_chapters(root):
         params = chapter_parameters(name, root)
         shown = params.assign(default=[f"`{d}`" for d in params["default"]])
-        example = " ".join(f"-p {p} {v}" for p, v in (("profile", "tiny"),)
-                           if p in set(params["parameter"]))
-        out += [f"## {{doc}}`chapters/{name}`", "", _table(shown), "",
-                "```bash", f"papermill book/chapters/{name}.ipynb out.ipynb {example}".rstrip(),
+        # papermill infers a type only from annotations, and help only from comments
+        shown = shown[[c for c in shown.columns
+                       if c in ("parameter", "default") or shown[c].fillna("").astype(str)
+                       .str.strip().replace("None", "").any()]]
+        out += [f"## {_chapter_title(name, root)}", "",
+                f"{{doc}}`Read the chapter <chapters/{name}>`.", "", _table(shown), "",
+                "```bash", f"papermill book/chapters/{name}.ipynb out.ipynb -p profile tiny",
                 "```", ""]
     return "\n".join(out)
 
