@@ -224,14 +224,15 @@ def execute_book(profile: str = "quick", chapters: list[str] | None = None,
                  only_missing: bool = False, root: Path | None = None,
                  extra_parameters: dict | None = None) -> list[Path]:
     """Execute chapters (all in the table of contents by default) with one profile."""
-    from .study import ensure_synthetic_cohort
-
     root = root or project_root()
     p = get_profile(profile)
     names = chapters or toc_chapters(root)
     todo = [n for n in names
             if not (only_missing and (book_dir(root) / "chapters" / f"{n}.ipynb").exists())]
     if todo:
+        # imported here: a book build with every chapter executed needs none of it
+        from .study import ensure_synthetic_cohort
+
         print(f"mri3dcnn: preparing the {p.name} synthetic cohort", flush=True)
         ensure_synthetic_cohort(p, progress=sys.stderr.isatty())
     out = []
