@@ -201,8 +201,9 @@ def test_reproducibility_page_reads_the_results_store(tmp_path):
     store = ResultsStore(tmp_path / "results" / "quick")
     preds = pd.DataFrame({"participant_id": ["s1"], "set": ["cv"], "y_true": [1],
                           "score": [0.7], "pred": [1]})
-    rec = store.put({"chapter": "02_svm", "model": "svm_linear", "maps": ["gm"], "fold": 0,
-                     "repeat": 0, "seed": 7, "protocol": "inner",
+    rec = store.put({"chapter": "02_svm", "family": "svm_linear", "maps": ["gm"],
+                     "fusion": "none", "protocol": "inner", "variant": "none",
+                     "features": "volumes", "fold": 0, "repeat": 0, "seed": 7,
                      "config": {"cohort": "feedc0ffee"}}, preds)
     page = reproducibility_page(tmp_path)
     assert "feedc0ffee" in page and rec.info["hash"][:10] in page

@@ -9,7 +9,6 @@ chapters' own parameters cells and from the results store; they are build output
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -20,7 +19,7 @@ import pandas as pd
 
 from .atomic import write_text
 from .config import config_hash, default_paths, get_profile, project_root
-from .results import VERSIONED_PACKAGES, package_versions
+from .results import VERSIONED_PACKAGES, ResultsStore, package_versions
 
 GENERATED_PAGES = ("parameters.md", "reproducibility.md")
 
@@ -212,18 +211,14 @@ def record_table(results_dir: Path) -> pd.DataFrame:
     """Every stored fit: chapter, model, maps, protocol, fold, repeat, seed, cohort
     fingerprint, configuration hash and the package versions it was made with."""
     rows = []
-    for meta in sorted(Path(results_dir).glob("**/record.json")):
-        if any(p.startswith(".") for p in meta.relative_to(results_dir).parts):
-            continue
-        info = json.loads(meta.read_text())
-        key = info.get("key", {})
-        versions = info.get("versions", {})
-        rows.append({"chapter": key.get("chapter"), "model": key.get("model"),
-                     "maps": key.get("maps"), "protocol": key.get("protocol"),
+    for rec in ResultsStore(results_dir).records():
+        key, versions = rec.key, rec.info.get("versions", {})
+        rows.append({"chapter": key.get("chapter"), "model": rec.name,
+                     "maps": rec.maps_label, "protocol": key.get("protocol"),
                      "fold": key.get("fold"), "repeat": key.get("repeat"),
                      "seed": key.get("seed"),
                      "cohort": key.get("config", {}).get("cohort", "—"),
-                     "hash": info.get("hash", meta.parent.name),
+                     "hash": rec.info.get("hash", rec.path.name),
                      "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
                      or "not recorded"})
     return pd.DataFrame(rows, columns=["chapter", "model", "maps", "protocol", "fold",
