@@ -34,9 +34,9 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn.atlas import ATLAS_NAME, region_table
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, per_fold_metrics, summarise
 from mri3dcnn.features import masked_voxels, regional_means
 from mri3dcnn.splits import cv_subjects
+from mri3dcnn.stats import SUMMARY_COLUMNS, per_fold_metrics, summarise
 from mri3dcnn.study import Study
 from mri3dcnn.svm import DecoderOnArrays, chance, linear_svm, run_sklearn_cv, weight_map
 

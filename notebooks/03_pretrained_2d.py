@@ -39,8 +39,8 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn import pretrained2d as p2d
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, summarise
 from mri3dcnn.maps import map_info
+from mri3dcnn.stats import SUMMARY_COLUMNS, summarise
 from mri3dcnn.study import Study
 from mri3dcnn.svm import linear_svm, run_sklearn_cv
 

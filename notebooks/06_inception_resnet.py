@@ -36,8 +36,8 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS
 from mri3dcnn.models import build
+from mri3dcnn.stats import SUMMARY_COLUMNS
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)

@@ -39,9 +39,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import SUMMARY_COLUMNS, paired_difference, per_fold_metrics, summarise
+from mri3dcnn.claims import best_model, ranking
 from mri3dcnn.models import FAMILIES
 from mri3dcnn.results import predictions_of
+from mri3dcnn.stats import SUMMARY_COLUMNS, paired_difference, per_fold_metrics, summarise
 from mri3dcnn.study import Study
 from mri3dcnn.training import late_fusion
 
@@ -51,10 +52,9 @@ stored = study.predictions("3d_cnn")
 candidates = stored[(stored.maps == "gm") & (stored.protocol == "inner")
                     & stored.model.isin(list(FAMILIES))]
 if family is None and len(candidates):
-    ranking = summarise(candidates, n_boot=200).query("set == 'cv'").sort_values(
-        "auc", ascending=False)
-    display(ranking[["model", "n", "accuracy", "balanced_accuracy", "auc"]].round(3))
-    family = ranking.iloc[0]["model"]
+    ranked = ranking(summarise(candidates, n_boot=200))
+    display(ranked[["model", "n", "accuracy", "balanced_accuracy", "auc"]].round(3))
+    family = ranked.iloc[0]["model"]
 family = family or "sequential_2"
 display(Markdown(f"Family compared here: **{family}** (maps: {', '.join(maps)})."))
 
@@ -77,8 +77,7 @@ plt.show()
 # balanced accuracy with a paired bootstrap 95 % interval.
 
 # %%
-cv = summary[summary.set == "cv"]
-best_map = cv[cv.maps.isin(maps)].sort_values("auc", ascending=False).iloc[0]["maps"]
+best_map = best_model(summary[summary.maps.isin(maps)])["maps"]
 ref = preds[(preds.model == family) & (preds.maps == best_map)]
 rows = []
 for label, recs in (("branch", branch), ("channel", channel), ("late", late)):

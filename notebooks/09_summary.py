@@ -32,7 +32,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
-from mri3dcnn.evaluation import compare_auc, headline_claims, label, per_fold_metrics, summarise
+from mri3dcnn.claims import best_model, headline_claims, ranking
+from mri3dcnn.stats import compare_auc, label, per_fold_metrics, summarise
 from mri3dcnn.study import Study
 
 study = Study.open(profile, cohort_dir, results_dir)
@@ -84,8 +85,7 @@ display(single)
 # in choosing what is tested.
 
 # %%
-cv = summary[summary.set == "cv"].assign(label=label)
-ranked = cv.sort_values("auc", ascending=False)["label"].tolist()
+ranked = ranking(summary)["label"].tolist()
 if (preds.set == "independent").any() and len(ranked) > 1:
     pairs = [(ranked[0], other) for other in ranked[1:]]
     display(compare_auc(preds, pairs, "independent").round(4))
@@ -100,7 +100,7 @@ if (preds.set == "independent").any() and len(ranked) > 1:
 claims = headline_claims(summary, preds)
 display(claims.round(4))
 if study.oracle_accuracy is not None:
-    best = summary[summary.set == "cv"].sort_values("accuracy", ascending=False).iloc[0]
+    best = best_model(summary, "accuracy")
     display(Markdown(
         f"Best cross-validated accuracy: **{best.accuracy:.3f}** ({best.model}, "
         f"{best.maps}); the oracle reaches **{study.oracle_accuracy:.3f}** and no model can "

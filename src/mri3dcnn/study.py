@@ -137,7 +137,7 @@ class Study:
                     map_sets: list | tuple | None = None) -> dict:
         """Cross-validate each model on each map set; return what a family chapter shows:
         the records, learning curves, per-fold metrics and pooled summary."""
-        from .evaluation import per_fold_metrics, summarise
+        from .stats import per_fold_metrics, summarise
 
         map_sets = [tuple(m) for m in (map_sets or self.profile.cnn_map_sets)]
         records = [r for model in models for maps in map_sets
