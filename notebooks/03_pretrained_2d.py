@@ -56,19 +56,10 @@ arrays = study.arrays(maps)
 # it must recognise photographs: two of scikit-image's sample images, classified.
 
 # %%
-import tensorflow as tf
-from skimage import data as skdata
-
 lite0 = p2d.imagenet_lite0(study.cache_dir)
-photos = {"chelsea (a cat)": skdata.chelsea(), "coffee (a cup)": skdata.coffee()}
-batch = np.stack([tf.image.resize(img.astype("float32") / 255, (224, 224)).numpy()
-                  for img in photos.values()])
-logits = lite0.predict((batch - p2d.IMAGENET_MEAN) / p2d.IMAGENET_STD, verbose=0)
-prob = np.exp(logits - logits.max(1, keepdims=True))
-prob /= prob.sum(1, keepdims=True)
-display({name: f"ImageNet class {int(p.argmax())} (p = {p.max():.2f})"
-         for name, p in zip(photos, prob, strict=True)})
-display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
+display(p2d.photo_predictions(lite0).round(3))
+display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*. Inputs are scaled as the "
+                 f"weights expect: {p2d.PREPROCESSING['efficientnet_lite0']}."))
 
 # %% [markdown]
 # ## One subject's slices as the backbone sees them
@@ -78,7 +69,7 @@ imgs = p2d.to_images(p2d.slice_stack(np.asarray(arrays[maps[0]][0]), n_per_axis)
                      map_info(maps[0]).value_range)
 fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
 for ax, img in zip(axes.flat, imgs, strict=True):
-    ax.imshow((img * p2d.IMAGENET_STD + p2d.IMAGENET_MEAN).clip(0, 1))
+    ax.imshow(img / 255)
     ax.axis("off")
 plt.show()
 
@@ -102,7 +93,8 @@ for name in backbones:
     for label, X in sets.items():
         run_sklearn_cv(study.store, "03_pretrained_2d", f"2d_{name}", label.split("+"),
                        lambda: linear_svm(prof.svm_C, prof.svm_inner_folds), X, study.y,
-                       study.ids, study.plan, study.context)
+                       study.ids, study.plan, {**study.context, "features": p2d.feature_settings(
+                           name, label.split("+"), n_per_axis)})
     weights = (p2d.LITE0_WEIGHTS if name == "efficientnet_lite0"
                else "keras.applications ImageNet weights from the local Keras cache")
     status[name] = f"run: {feats[maps[0]].shape[1]} features per map and subject; {weights}"

