@@ -39,12 +39,11 @@ from mri3dcnn.splits import make_split_plan  # noqa: E402
 from mri3dcnn.stats import (  # noqa: E402
     CHANCE_METRIC,
     bootstrap_ci,
-    cv_fold_scores,
     cv_test,
     delong_test,
     metrics,
-    permutation_test,
     plan_folds,
+    sklearn_permutation_test,
     subject_level,
 )
 from mri3dcnn.svm import fit_predict_sklearn, linear_svm  # noqa: E402
@@ -153,11 +152,12 @@ def seed_decisions(seed: int, n: int, grid_mm: float, folds: int, repeats: int,
             "subject bootstrap, fold models fixed", lo > 0.5 or hi < 0.5)
         if permutations and name != "SVM, regional means":
             X = features[name]
-            cv_folds = plan_folds(plan, ids)
-            perm = permutation_test(
-                lambda lab, X=X, cv_folds=cv_folds: float(np.mean(cv_fold_scores(
-                    lambda: linear_svm(C_GRID, inner), X, lab, cv_folds))),
-                y, permutations, seed=seed, strata=cohort.participants["site"].to_numpy())
+            cv_folds = plan_folds(plan[plan["repeat"] == 0], ids)  # one repeat: the statistic
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                perm = sklearn_permutation_test(
+                    lambda: linear_svm(C_GRID, inner), X, y, cv_folds, permutations,
+                    seed=seed, strata=cohort.participants["site"].to_numpy())
             add(decision, f"label permutation of the pipeline ({permutations}), p <= 0.05",
                 perm["p_value"] <= ALPHA)
     for a, b in (("SVM, voxels", "SVM, regional means"),
@@ -194,16 +194,16 @@ def binomial_tolerance(n: int, alpha: float = ALPHA, risk: float = 0.001) -> int
 
 
 def run(seeds: list[int], n: int, grid_mm: float, folds: int, repeats: int,
-        permutations: int, n_boot: int = 300, permutation_seeds: int | None = None,
+        permutations: int, n_boot: int = 300, permutation_every: int = 1,
         log: Path | None = None) -> pd.DataFrame:
     """Every decision on every seed's null cohort (generated in a temporary folder); the
-    permutation test on the first `permutation_seeds` seeds only (it refits the pipeline
+    permutation test on every `permutation_every`-th seed (it refits the pipeline
     `permutations` times). With `log`, each seed's decisions are appended to that TSV."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="mri3dcnn-null-") as tmp:
         for i, seed in enumerate(seeds):
             t = time.perf_counter()
-            perms = permutations if permutation_seeds is None or i < permutation_seeds else 0
+            perms = permutations if i % permutation_every == 0 else 0
             new = seed_decisions(seed, n, grid_mm, folds, repeats, perms, Path(tmp), n_boot)
             rows += new
             if log is not None:
@@ -237,26 +237,36 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--permutations", type=int, default=19)
-    ap.add_argument("--permutation-seeds", type=int, default=None,
-                    help="run the permutation test on this many seeds only (default: all)")
+    ap.add_argument("--permutation-every", type=int, default=1,
+                    help="run the permutation test on every k-th seed only")
+    ap.add_argument("--from-log", action="store_true",
+                    help="make the table from the seeds already in --log, running nothing")
     ap.add_argument("--log", type=Path, default=None, help="append each seed's decisions here")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration.md"))
     args = ap.parse_args()
     t = time.perf_counter()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    decisions = run(seeds, args.subjects, args.grid_mm, args.folds, args.repeats,
-                    args.permutations, permutation_seeds=args.permutation_seeds, log=args.log)
+    if args.from_log:
+        decisions = pd.read_csv(args.log, sep="\t")
+        seeds = sorted(decisions["seed"].unique())
+        args.seeds = len(seeds)
+    else:
+        decisions = run(seeds, args.subjects, args.grid_mm, args.folds, args.repeats,
+                        args.permutations, permutation_every=args.permutation_every,
+                        log=args.log)
     table = calibration_table(decisions)
+    seconds = (decisions.groupby("seed")["seconds"].first().sum() if args.from_log
+               else time.perf_counter() - t)
     settings = (f"{args.seeds} null cohorts (seeds {seeds[0]}-{seeds[-1]}), {args.subjects} "
                 f"subjects in 3 sites, {args.grid_mm:g} mm grid, grey matter; "
                 f"{args.folds}-fold CV x {args.repeats} repeats with the last site held out; "
                 f"C from {list(C_GRID)} by inner CV; {args.permutations} label permutations "
-                f"(within sites) on the first {args.permutation_seeds or args.seeds} seeds. "
-                f"Run time {time.perf_counter() - t:.0f} s (`python benchmarks/calibration.py "
+                f"(within sites, statistic: mean balanced accuracy over the first repeat's "
+                f"folds) on every {args.permutation_every}. seed. "
+                f"Run time {seconds:.0f} s (`python benchmarks/calibration.py "
                 f"--seeds {args.seeds} --subjects {args.subjects} --grid-mm {args.grid_mm:g} "
-                f"--repeats {args.repeats} --permutations {args.permutations} --permutation-seeds "
-                f"{args.permutation_seeds or args.seeds}`; AMD EPYC, AVX2, 2 cores shared "
-                "with other jobs).")
+                f"--repeats {args.repeats} --permutations {args.permutations} --permutation-every "
+                f"{args.permutation_every}`; AMD EPYC, AVX2, 2 cores shared with other jobs).")
     text = markdown(table, settings)
     from mri3dcnn.atomic import write_text
 

@@ -212,3 +212,20 @@ def test_permutation_test_is_exact_and_keeps_strata():
         assert perm[strata == k].sum() == y[strata == k].sum()
     with pytest.raises(ValueError, match="at least one"):
         permutation_test(lambda lab: 0.0, y, 0)
+
+
+def test_pipeline_permutation_refits_everything():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from mri3dcnn.stats import sklearn_permutation_test
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 30)
+    X = rng.normal(size=(60, 5))
+    folds = list(StratifiedKFold(3).split(X, y))
+    strong = sklearn_permutation_test(LogisticRegression, X + 2 * y[:, None], y, folds, 19)
+    assert strong["p_value"] == pytest.approx(1 / 20) and strong["score"] > 0.9
+    assert len(strong["null"]) == 19 and strong["null"].max() < 0.8
+    none = sklearn_permutation_test(LogisticRegression, X, y, folds, 19)
+    assert none["p_value"] > 0.05 and "permutation" in none["test"]

@@ -99,8 +99,7 @@ def subject_level(predictions: pd.DataFrame, set_name: str = "cv") -> pd.DataFra
         y_true=("y_true", "first"), score=("score", "mean"), share=("pred", "mean"),
         n_predictions=("pred", "size"))
     out["y_true"] = out["y_true"].astype(int)
-    out["pred"] = (out["score"] > t).astype(int)
-    out.loc[out["score"] == t, "pred"] = int(t == 0.5)  # as `predict` breaks exact ties
+    out["pred"] = (out["score"] > t).astype(int)  # as SVC.predict and the CNNs cut
     out["vote"] = np.where(out["share"] == 0.5, out["pred"], out["share"] > 0.5).astype(int)
     return out[cols]
 
@@ -459,3 +458,16 @@ def cv_fold_scores(make_estimator: Callable, X: np.ndarray, y: np.ndarray,
                  else est.predict_proba(X[test])[:, 1])
         out.append(metrics(y[test], score, pred)[metric])
     return np.asarray(out)
+
+
+def sklearn_permutation_test(make_estimator: Callable, X: np.ndarray, y: np.ndarray,
+                             folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                             n_permutations: int, seed: int = 0,
+                             strata: np.ndarray | None = None,
+                             metric: str = CHANCE_METRIC) -> dict:
+    """`permutation_test` of a scikit-learn pipeline (an SVM on voxels, regions or 2D
+    features): the statistic is its mean held-out `metric` over `folds` (`plan_folds`),
+    every fitted step refitted on every permutation; `strata` are usually the sites."""
+    return permutation_test(
+        lambda labels: float(np.mean(cv_fold_scores(make_estimator, X, labels, folds, metric))),
+        y, n_permutations, seed=seed, strata=strata)
