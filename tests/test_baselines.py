@@ -113,6 +113,11 @@ def test_decoder_scores_a_subject_without_looking_at_the_others():
     np.testing.assert_allclose(alone, together[:2], rtol=1e-5)
     shifted = dec.decision_function(X[30:] + 0.5)  # a whole set shifted is scored shifted
     assert not np.allclose(shifted, together)
+    # the result key (the repr) names the scaling and changes with the mask
+    assert "training subjects" in repr(dec)
+    other = mask.copy()
+    other[0, 0, 0] = True
+    assert repr(DecoderOnArrays(other, grid_mm=8.0, screening_percentile=100)) != repr(dec)
 
 
 def test_grid_edge_flags_a_choice_at_the_grid_boundary():

@@ -72,6 +72,16 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
         self.screening_percentile = screening_percentile
         self.seed = seed
 
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """Every setting in full (the mask by its hash): results are keyed by this text."""
+        import hashlib
+
+        mask = (hashlib.sha256(np.ascontiguousarray(self.mask).tobytes()).hexdigest()[:16]
+                if self.mask is not None else None)
+        return (f"DecoderOnArrays(mask_sha256={mask}, grid_mm={self.grid_mm}, "
+                f"screening_percentile={self.screening_percentile}, seed={self.seed}, "
+                "scaling=StandardScaler fitted on training subjects, masker standardize=False)")
+
     def _images(self, X):
         from nilearn.image import concat_imgs
 
