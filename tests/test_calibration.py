@@ -32,12 +32,16 @@ def test_binomial_tolerance(calibration):
 @pytest.mark.slow
 def test_decisions_on_null_cohorts_keep_their_level(calibration):
     d = calibration.run(list(range(6)), n=48, grid_mm=10.0, folds=3, repeats=3,
-                        permutations=0, n_boot=200)
+                        permutations=0, n_boot=200,
+                        pipelines=("SVM, voxels", "SVM, regional means"))
     reference = d["test"].str.contains("reference")
-    for (decision, test), g in d[~reference].groupby(["decision", "test"]):
-        assert g["positive"].sum() <= calibration.binomial_tolerance(len(g)), (decision, test)
+    below = d["decision"].str.contains("below chance")  # CV's known bias, not a claim
+    for (decision, test), g in d[~reference & ~below].groupby(["decision", "test"]):
+        tolerance = calibration.binomial_tolerance(len(g), calibration.nominal_rate(decision))
+        assert g["positive"].sum() <= tolerance, (decision, test)
     # the same check catches the interval that ignores training and counts repeats
-    naive = d[reference & d["decision"].str.contains("chance")]
-    assert naive["positive"].sum() > calibration.binomial_tolerance(len(naive))
+    naive = d[reference & d["decision"].str.contains("CI above|CI below")]
+    trials = len(naive) // 2  # one interval per seed and pipeline, read on both sides
+    assert naive["positive"].sum() > calibration.binomial_tolerance(trials)
     table = calibration.calibration_table(d)
-    assert set(table.columns) >= {"decision", "test", "rate", "ci_low", "ci_high"}
+    assert set(table.columns) >= {"decision", "test", "rate", "ci_low", "ci_high", "nominal"}
