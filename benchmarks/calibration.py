@@ -33,6 +33,7 @@ from scipy import stats as sps
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mri3dcnn.cohort import Cohort  # noqa: E402
+from mri3dcnn.config import Profile  # noqa: E402
 from mri3dcnn.features import masked_voxels, regional_means  # noqa: E402
 from mri3dcnn.pretrained2d import slice_stack  # noqa: E402
 from mri3dcnn.splits import make_split_plan  # noqa: E402
@@ -54,7 +55,7 @@ ALPHA = 0.05
 #: the interval the book used to draw: fitted models held fixed, one row per subject and repeat
 REFERENCE = "fixed-model bootstrap of pooled CV rows (reference)"
 NULL_EFFECTS = Effects(regions=())
-C_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+C_GRID = Profile.svm_C
 
 
 def null_cohort(out: str | Path, n: int, seed: int, grid_mm: float) -> Path:
