@@ -194,10 +194,7 @@ def _cv_design(folds: pd.DataFrame) -> str:
 def cv_test(a: pd.DataFrame, b: pd.DataFrame | None = None, metric: str = CHANCE_METRIC,
             chance: float = 0.5, alternative: str = "two-sided", level: float = 0.95) -> dict:
     """Corrected repeated-CV t-test of one model against chance, or of a against b on the
-    same folds (paired by repeat and fold).
-
-    The estimate is the subject-level metric (repeats averaged per subject); its standard
-    error comes from the fold scores.
+    same folds (paired by repeat and fold), on the mean of the fold scores.
 
     Returns
     -------
@@ -205,11 +202,9 @@ def cv_test(a: pd.DataFrame, b: pd.DataFrame | None = None, metric: str = CHANCE
     """
     fa = _fold_table(a, metric)
     sa = subject_level(a, "cv")
-    est_a = metrics(sa["y_true"], sa["score"], sa["pred"])[metric]
     if b is None:
         res = corrected_ttest(fa["score"], fa["n_train"].mean(), fa["n_test"].mean(),
-                              null=chance, estimate=est_a, alternative=alternative,
-                              level=level)
+                              null=chance, alternative=alternative, level=level)
         return {"estimate": res["estimate"], "ci_low": res["ci_low"],
                 "ci_high": res["ci_high"], "p_value": res["p_value"], "n": len(sa),
                 "test": f"corrected repeated-CV t ({_cv_design(fa)}), {metric} vs {chance:g}"}
@@ -219,10 +214,8 @@ def cv_test(a: pd.DataFrame, b: pd.DataFrame | None = None, metric: str = CHANCE
     if len(m) != len(fa) or len(m) != len(fb) or set(sa["participant_id"]) != set(
             sb["participant_id"]):
         raise ValueError("Paired comparison needs predictions on the same subjects and folds.")
-    est_b = metrics(sb["y_true"], sb["score"], sb["pred"])[metric]
     res = corrected_ttest(m["score_a"] - m["score_b"], m["n_train_a"].mean(),
-                          m["n_test_a"].mean(), estimate=est_a - est_b,
-                          alternative=alternative, level=level)
+                          m["n_test_a"].mean(), alternative=alternative, level=level)
     return {"difference": res["estimate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
             "p_value": res["p_value"], "n": len(sa),
             "test": f"corrected repeated-CV t ({_cv_design(fa)}), paired {metric} difference"}
@@ -278,10 +271,11 @@ def per_fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
 def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
     """Per model and evaluation set: metrics on subject-level predictions, with intervals.
 
-    `cv`: each subject's predictions averaged over repeats; intervals and `p_chance` (one
-    sided, balanced accuracy above 0.5) from the corrected repeated-CV t-test on fold
-    scores. `independent`: scores averaged over fold models; subject bootstrap intervals.
-    The column `test` names the test behind each row.
+    `cv`: the mean of the fold scores, with the interval and `p_chance` (one sided,
+    balanced accuracy above 0.5) of the corrected repeated-CV t-test on them; `n` counts
+    each subject once however many repeats predicted it. `independent`: each subject's
+    scores averaged over fold models, with subject bootstrap intervals. The column `test`
+    names the test behind each row.
     """
     keys = [k for k in MODEL_KEYS if k in predictions.columns]
     rows = []
@@ -290,18 +284,17 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
         sub = subject_level(g, set_name)
         row = dict(zip(keys + ["set"], k, strict=True))
         row["n"] = int(len(sub))
-        point = metrics(sub["y_true"], sub["score"], sub["pred"])
         if set_name == "cv":
             folds = {m: _fold_table(g, m) for m in METRICS}
             for m in METRICS:
                 f = folds[m]
-                t = corrected_ttest(f["score"], f["n_train"].mean(), f["n_test"].mean(),
-                                    estimate=point[m])
-                row.update({m: point[m], f"{m}_low": t["ci_low"], f"{m}_high": t["ci_high"]})
+                t = corrected_ttest(f["score"], f["n_train"].mean(), f["n_test"].mean())
+                row.update({m: t["estimate"], f"{m}_low": t["ci_low"],
+                            f"{m}_high": t["ci_high"]})
             f = folds[CHANCE_METRIC]
             row["p_chance"] = corrected_ttest(
                 f["score"], f["n_train"].mean(), f["n_test"].mean(), null=0.5,
-                estimate=point[CHANCE_METRIC], alternative="greater")["p_value"]
+                alternative="greater")["p_value"]
             row["test"] = f"corrected repeated-CV t ({_cv_design(folds['auc'])})"
         else:
             ci = bootstrap_ci(sub["y_true"], sub["score"], sub["pred"], n_boot=n_boot,
