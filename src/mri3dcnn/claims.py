@@ -113,7 +113,8 @@ def headline_claims(summary: pd.DataFrame, predictions: pd.DataFrame,
         a, b = best[ka], best[kb]
         row = {"claim": text, "model_a": None if a is None else a["label"],
                "model_b": None if b is None else b["label"],
-               "test": "DeLong AUC on the independent site, models fixed; Holm over 3 claims"}
+               "test": "DeLong AUC on the independent site, models fixed; Holm over the "
+                       "claims tested"}
         if a is None or b is None:
             row["verdict"] = f"not tested: no {ka if a is None else kb} results"
         else:

@@ -289,8 +289,8 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
             for m in METRICS:
                 f = folds[m]
                 t = corrected_ttest(f["score"], f["n_train"].mean(), f["n_test"].mean())
-                row.update({m: t["estimate"], f"{m}_low": t["ci_low"],
-                            f"{m}_high": t["ci_high"]})
+                row.update({m: t["estimate"], f"{m}_low": max(t["ci_low"], 0.0),
+                            f"{m}_high": min(t["ci_high"], 1.0)})  # a metric's own range
             f = folds[CHANCE_METRIC]
             row["p_chance"] = corrected_ttest(
                 f["score"], f["n_train"].mean(), f["n_test"].mean(), null=0.5,
