@@ -105,6 +105,9 @@ def test_subject_level_pred_and_vote():
     assert s.loc["b", "pred"] == 0 and s.loc["b", "vote"] == 1
     svm = preds.assign(score=preds["score"] - 0.5)  # decision values cut at 0
     assert subject_level(svm)["pred"].tolist() == [1, 0]
+    gap = pd.DataFrame({"participant_id": ["a", "a"], "set": "cv", "y_true": 1,
+                        "score": [0.6, -0.2], "pred": [1, 0]})  # both 0 and 0.5 fit
+    assert subject_level(gap)["pred"].tolist() == [1]  # mean 0.2 > 0: decision values
 
 
 def test_bootstrap_interval_has_the_binomial_width():

@@ -73,7 +73,7 @@ def decision_threshold(score, pred) -> float:
     """
     s = np.asarray(score, float)
     p = np.asarray(pred).astype(int)
-    for t in (0.5, 0.0):
+    for t in ((0.0, 0.5) if (s < 0).any() else (0.5, 0.0)):  # probabilities are never < 0
         if not ((s > t) & (p == 0)).any() and not ((s < t) & (p == 1)).any():
             return t
     neg, pos = s[p == 0], s[p == 1]
