@@ -283,7 +283,7 @@ def main() -> None:
                 f"{args.folds}-fold CV x {args.repeats} repeats with the last site held out; "
                 f"C from {list(C_GRID)} by inner CV; {args.permutations} label permutations "
                 f"(within sites, statistic: mean balanced accuracy over the first repeat's "
-                f"folds) on every {args.permutation_every}. seed. "
+                f"folds) on every {args.permutation_every}th seed. "
                 f"Run time {seconds:.0f} s (`python benchmarks/calibration.py "
                 f"--seeds {args.seeds} --subjects {args.subjects} --grid-mm {args.grid_mm:g} "
                 f"--repeats {args.repeats} --permutations {args.permutations} --permutation-every "
