@@ -51,8 +51,9 @@ maps = maps or list(study.profile.fusion_maps)
 # it must recognise photographs: two of scikit-image's sample images, classified.
 
 # %%
-display(p2d.photo_check(study.cache_dir))
-display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
+display(p2d.photo_predictions(p2d.imagenet_lite0(study.cache_dir)).round(3))
+display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*. Inputs are scaled as the "
+                 f"weights expect: {p2d.PREPROCESSING['efficientnet_lite0']}."))
 
 # %% [markdown]
 # ## One subject's slices as the backbone sees them
