@@ -21,7 +21,9 @@
 # One thing differs from the published notebooks, on purpose: the epoch kept is chosen on a
 # validation split of the **training subjects only**, with early stopping. The original
 # kept the epoch with the best accuracy on the held-out fold itself, which selects the
-# model on its test data; chapter 7 measures what that costs. Voxel-wise intensity
+# model on its test data, a leak common in the literature {cite:p}`wen2020`; chapter 7
+# measures what that costs. The models are built with Keras {cite:p}`chollet2015keras` on
+# TensorFlow {cite:p}`abadi2016`. Voxel-wise intensity
 # normalisation is fitted on the training subjects of each fold.
 
 # %% tags=["parameters"]

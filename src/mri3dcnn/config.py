@@ -40,7 +40,14 @@ class Profile:
     cohort_seed: int = 2020
     augment: bool = False
     svm_inner_folds: int = 3
-    svm_C: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    #: C values of the linear SVMs' inner search; low enough that strongly regularised
+    #: voxel models are inside the grid, not at its edge
+    svm_C: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    #: label permutations of a whole SVM or 2D-feature pipeline ("better than chance");
+    #: 19 is the fewest that gives an exact 0.05-level test
+    n_permutations: int = 99
+    #: the same for a CNN configuration (each permutation is a full cross-validation)
+    n_permutations_cnn: int = 0
     #: map sets each CNN family is cross-validated on in chapters 4-6
     cnn_map_sets: tuple[tuple[str, ...], ...] = (("gm",),)
     #: depths of the Sequential family run in chapter 4
@@ -77,7 +84,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
-        fusion_maps=("gm", "fa"),
+        fusion_maps=("gm", "fa"), n_permutations=19,
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
@@ -88,7 +95,7 @@ PROFILES: dict[str, Profile] = {
         epochs=60, batch_size=8, patience=15, augment=True,
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
-        saliency_subjects=20, occlusion_subjects=10,
+        saliency_subjects=20, occlusion_subjects=10, n_permutations=999, n_permutations_cnn=19,
     ),
 }
 

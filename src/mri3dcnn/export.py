@@ -26,11 +26,9 @@ from .atomic import atomic_directory, atomic_file, write_text
 from .cohort import CohortError, _ambiguity, find_maps
 from .config import study_grid
 from .crossval import CHAPTER_CNN, display_name, maps_label
-
-# the metric functions, from one place
-from .evaluation import METRICS, bootstrap_ci
 from .maps import map_info
-from .results import Record, ResultsStore
+from .results import Record, ResultsStore, predictions_of
+from .stats import METRICS, bootstrap_ci, subject_level, summarise
 from .volumes import VolumeError, brain_mask, load_checked, to_grid, to_image
 
 #: the version of the folder layout `predict` reads
@@ -128,28 +126,26 @@ def build_exported(records: list[Record]):
     return keras.Model([inputs[m] for m in maps], out, name="mri3dcnn_export")
 
 
-def _ensemble_predictions(records: list[Record]) -> pd.DataFrame:
-    """What the exported model's own predictions were: a fold model's as stored; for the
-    ensemble, every subject's held-out CV prediction and the fold models' mean score on
-    the independent set."""
-    preds = pd.concat([r.predictions for r in records], ignore_index=True)
-    indep = preds[preds.set == "independent"].groupby("participant_id", as_index=False).agg(
-        set=("set", "first"), y_true=("y_true", "first"), score=("score", "mean"))
-    indep["pred"] = (indep["score"] > THRESHOLD).astype(int)
-    return pd.concat([preds[preds.set == "cv"], indep], ignore_index=True)
-
-
 def performance(records: list[Record], n_boot: int = 1000) -> pd.DataFrame:
-    """Metrics with 95 % bootstrap intervals per evaluation set, from stored predictions."""
-    preds = _ensemble_predictions(records)
+    """Metrics with 95 % intervals per evaluation set, from the stored predictions, by the
+    test that fits what varies: a fold model, and the ensemble on the independent site,
+    are fixed models (subject bootstrap); the ensemble's cross-validation row estimates
+    the training procedure (`stats.summarise`: corrected repeated-CV t-test on folds)."""
+    preds = predictions_of(records)
+    columns = ["set", "n", *(f"{m}{s}" for m in METRICS for s in ("", "_low", "_high")),
+               "test"]
+    if len(records) > 1:
+        return summarise(preds, n_boot=n_boot)[columns].reset_index(drop=True)
     rows = []
-    for part, g in preds.groupby("set", sort=True):
-        ci = bootstrap_ci(g["y_true"], g["score"], g["pred"], n_boot=n_boot)
-        rows.append({"set": part, "n": len(g),
+    for part in sorted(preds["set"].unique()):
+        sub = subject_level(preds, part)
+        ci = bootstrap_ci(sub["y_true"], sub["score"], sub["pred"], n_boot=n_boot)
+        rows.append({"set": part, "n": len(sub),
                      **{f"{m}{s}": ci.loc[m, c] for m in METRICS
                         for s, c in (("", "estimate"), ("_low", "ci_low"),
-                                     ("_high", "ci_high"))}})
-    return pd.DataFrame(rows)
+                                     ("_high", "ci_high"))},
+                     "test": f"subject bootstrap ({n_boot}), model fixed"})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _description(records: list[Record]) -> dict:
@@ -190,11 +186,12 @@ def model_card(desc: dict, perf: pd.DataFrame) -> str:
     maps = ", ".join(f"{m} ({map_info(m).label})" for m in desc["maps"])
     names = {"cv": "cross-validation (held-out folds)",
              "independent": "independent site (never trained on)"}
-    header = "| set | n | " + " | ".join(m.replace("_", " ") for m in METRICS) + " |"
-    table = [header, "|" + "---|" * (len(METRICS) + 2)]
+    header = ("| set | n | " + " | ".join(m.replace("_", " ") for m in METRICS)
+              + " | intervals from |")
+    table = [header, "|" + "---|" * (len(METRICS) + 3)]
     for _, row in perf.iterrows():
         table.append(f"| {names.get(row['set'], row['set'])} | {row['n']} | "
-                     + " | ".join(_cell(row, m) for m in METRICS) + " |")
+                     + " | ".join(_cell(row, m) for m in METRICS) + f" | {row['test']} |")
     profile = desc.get("profile") or {}
     fit = desc.get("fit", {}).get("spec", {})
     return "\n".join([
@@ -224,10 +221,11 @@ def model_card(desc: dict, perf: pd.DataFrame) -> str:
         f", seed {fit.get('seed')}.",
         "",
         "## Performance",
-        "Metrics with 95 % bootstrap confidence intervals over subjects, computed from the "
-        "stored predictions. " + ("Cross-validation rows pool every fold model on its own "
-                                  "held-out fold: they estimate the training procedure, "
-                                  "not the ensemble. " if desc["ensemble"] else ""),
+        "Metrics with 95 % confidence intervals, computed from the stored predictions; each "
+        "row names the test behind its intervals. " + (
+            "The cross-validation row scores every fold model on its own held-out fold: it "
+            "estimates the training procedure, not the ensemble." if desc["ensemble"]
+            else ""),
         "",
         *table,
         "",
