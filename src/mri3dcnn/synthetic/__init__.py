@@ -25,6 +25,7 @@ from .truth import (
     read_latent,
     read_truth,
     realised_d_table,
+    region_peaks,
     truth_masks,
     voxelwise_d,
 )
@@ -32,6 +33,7 @@ from .truth import (
 __all__ = [
     "DEFAULT_EFFECTS", "Anatomy", "Confounds", "Effects", "Region", "Subtype",
     "bayes_ceiling", "generate_cohort", "load_effects", "oracle_table", "planted_masks",
-    "read_features", "read_latent", "read_truth", "realised_d_table", "strict_bound",
+    "read_features", "read_latent", "read_truth", "realised_d_table", "region_peaks",
+    "strict_bound",
     "truth_masks", "voxelwise_d",
 ]

@@ -1,8 +1,8 @@
 """What differs between patients and controls: regions with a target effect size, and how
 patients vary around it.
 
-Effects are stated as population Cohen's d of a region's mean map value (site, age and sex
-adjusted), the unit the meta-analyses report, not as a percentage change of a voxel: the
+Effects are stated as population Cohen's d of a region's mean map value (site, age, sex and
+head size adjusted), the unit the meta-analyses report, not as a percentage change of a voxel: the
 generator turns each d into an amplitude (see `generator.calibrate`). Patients are
 heterogeneous: a share carries no change at all, the others follow one of a few latent
 patterns with a severity of their own, so the same group difference can be carried by

@@ -30,6 +30,12 @@ def effect_maps(arrays: dict[str, np.ndarray], y: np.ndarray, cohort_root, grid_
     from nilearn import plotting
 
     masks = planted_masks(cohort_root)
+    if not masks:
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No planted regions: this is not a synthetic cohort.",
+                ha="center", va="center")
+        return fig
     diffuse = {r["name"] for r in read_truth(cohort_root)["effects"]["regions"]
                if not r["centers"]}
     names = [m for m in arrays if m in masks]

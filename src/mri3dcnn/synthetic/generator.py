@@ -88,9 +88,11 @@ def assign_subjects(n_subjects: int, sites: list[dict], eff: Effects,
     return pd.DataFrame(rows)
 
 
-def _subject_maps(st: _Setting, row, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Template-space maps of one subject before any planted change: regional volume
-    variation, age and head size on tissue; FA and MD derived from that tissue."""
+def _subject_maps(st: _Setting, row, rng: np.random.Generator
+                  ) -> tuple[dict[str, np.ndarray], float]:
+    """Template-space maps of one subject before any planted change (regional volume
+    variation, age and head size on tissue; FA and MD derived from that tissue), and the
+    subject's head size (relative intracranial volume)."""
     tpl, a = st.tpl, st.anat
     sig = a.regional_sigma_mm / st.grid_mm
     z = {k: an.smooth_noise(rng, tpl.shape, a.regional_sd, sig) for k in ("gm", "wm", "csf")}
@@ -104,7 +106,7 @@ def _subject_maps(st: _Setting, row, rng: np.random.Generator) -> dict[str, np.n
     md = 0.75 + 2.2 * np.clip(csf, 0, 1) + 0.05 * np.clip(gm, 0, 1)
     md = md * (1.0 + 0.002 * years)
     return {"gm": gm, "wm": wm * (1.0 - 0.001 * years) * head,
-            "fa": fa * tpl.brain, "md": md * tpl.brain}
+            "fa": fa * tpl.brain, "md": md * tpl.brain}, head
 
 
 def _scanner(st: _Setting, name: str, vol: np.ndarray, site: dict) -> np.ndarray:
@@ -115,13 +117,14 @@ def _scanner(st: _Setting, name: str, vol: np.ndarray, site: dict) -> np.ndarray
 
 
 def simulate(st: _Setting, row, strengths: np.ndarray, rng: np.random.Generator,
-             derivatives: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """One subject's final maps (zero outside its warped brain).
+             derivatives: bool = False
+             ) -> tuple[dict[str, np.ndarray], float, np.ndarray | None]:
+    """One subject's final maps (zero outside its warped brain) and head size.
 
     With `derivatives`, also the matrix C (region x region): how each region's mean moves
     per unit of each region's amplitude x strength, for calibration.
     """
-    maps = _subject_maps(st, row, rng)
+    maps, head = _subject_maps(st, row, rng)
     pre = {k: v.copy() for k, v in maps.items()}
     for k, (region, prof) in enumerate(zip(st.eff.regions, st.profiles, strict=True)):
         if strengths[k] and st.amplitude[k]:
@@ -144,7 +147,7 @@ def simulate(st: _Setting, row, strengths: np.ndarray, rng: np.random.Generator,
         out[name] = np.clip(np.where(brain, vol, 0.0), 0.0,
                             None if name == "md" else 1.0).astype(np.float32)
     if not derivatives:
-        return out, None
+        return out, head, None
     regions = st.eff.regions
     C = np.zeros((len(regions), len(regions)))
     smoothed = {}
@@ -160,24 +163,28 @@ def simulate(st: _Setting, row, strengths: np.ndarray, rng: np.random.Generator,
         for r, (rr, mask) in enumerate(zip(regions, st.masks, strict=True)):
             if rr.map == rk.map:
                 C[r, k] = float(slope[mask].mean())
-    return out, C
+    return out, head, C
 
 
-def features(st: _Setting, maps: dict[str, np.ndarray]) -> dict[str, float]:
-    """What the truth is measured on: each region's mean, and each map's brain mean."""
+def features(st: _Setting, maps: dict[str, np.ndarray], head: float) -> dict[str, float]:
+    """What the truth is measured on: each region's mean, each map's brain mean, and head
+    size (what a study measures as intracranial volume)."""
     feats = {f"region:{r.name}": float(maps[r.map][m].mean())
              for r, m in zip(st.eff.regions, st.masks, strict=True)}
     brain = st.tpl.brain > 0
     feats.update({f"global:{k}": float(v[brain].mean()) for k, v in maps.items()})
+    feats["head_size"] = float(head)
     return feats
 
 
-def covariates(participants: pd.DataFrame) -> np.ndarray:
-    """Intercept, site dummies (one dropped), age and sex: what d is adjusted for."""
+def covariates(participants: pd.DataFrame, head_size: np.ndarray) -> np.ndarray:
+    """Intercept, site dummies (one dropped), age, sex and head size: what d is adjusted
+    for, as the meta-analyses the targets come from adjusted for intracranial volume."""
     sites = pd.get_dummies(participants["site"], drop_first=True).to_numpy(float)
     return np.column_stack([np.ones(len(participants)), sites,
                             participants["age"].to_numpy(float),
-                            (participants["sex"] == "M").to_numpy(float)])
+                            (participants["sex"] == "M").to_numpy(float),
+                            np.asarray(head_size, float)])
 
 
 def residuals(values: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +199,7 @@ def calibrate(st: _Setting, rng: np.random.Generator, n: int = CALIBRATION_SUBJE
     """Amplitudes that give each region its target population d.
 
     `n` controls are simulated (same sites, ages and sexes as the cohort's controls) to
-    measure each region mean's covariate-adjusted s.d. (sigma) and its slope C per unit of
+    measure each region mean's covariate-adjusted s.d. (sigma, see `covariates`) and its slope C per unit of
     every region's amplitude x strength. With mean strengths m and their covariance S over
     patients, region r's d is  (C a m)_r / sqrt(sigma_r^2 + (C_r a)' S (C_r a) / 2),
     which is solved for the amplitudes a.
@@ -204,15 +211,16 @@ def calibrate(st: _Setting, rng: np.random.Generator, n: int = CALIBRATION_SUBJE
     residual_cov = np.eye(len(targets))
     if np.any(targets) and n:
         people = assign_subjects(n, list(st.sites.values()), eff.null(), rng)
-        feats, slopes = [], []
+        feats, heads, slopes = [], [], []
         for i, row in enumerate(people.itertuples()):
-            maps, c = simulate(st, row, np.zeros(len(targets)), rng,
-                               derivatives=i < SLOPE_SUBJECTS)
-            f = features(st, maps)
+            maps, head, c = simulate(st, row, np.zeros(len(targets)), rng,
+                                     derivatives=i < SLOPE_SUBJECTS)
+            f = features(st, maps, head)
+            heads.append(head)
             feats.append([f[f"region:{nm}"] for nm in st.names])
             if c is not None:
                 slopes.append(c)
-        res, sigma = residuals(np.asarray(feats), covariates(people))
+        res, sigma = residuals(np.asarray(feats), covariates(people, np.asarray(heads)))
         residual_cov = np.cov(res, rowvar=False).reshape(len(targets), -1)
         C = np.mean(slopes, axis=0)
     m, S = strength_moments(eff)
@@ -305,7 +313,7 @@ def _generate(out: Path, n_subjects: int, seed: int, grid_mm: float,
         feats = []
         for i, row in enumerate(tqdm(participants.itertuples(), total=n_subjects,
                                      desc="synthetic cohort", disable=not progress)):
-            maps, _ = simulate(st, row, strengths[i], rng)
+            maps, head, _ = simulate(st, row, strengths[i], rng)
             for name, vol in maps.items():
                 path = tmp / row.participant_id / bids_name(row.participant_id, name,
                                                             grid_mm, SPACE)
@@ -313,7 +321,7 @@ def _generate(out: Path, n_subjects: int, seed: int, grid_mm: float,
                 img = nib.Nifti1Image(vol, st.tpl.affine)
                 img.header.set_xyzt_units("mm")
                 nib.save(img, path)
-            feats.append(features(st, maps))
+            feats.append(features(st, maps, head))
         _write_bids_metadata(tmp, participants)
         _write_truth(tmp / "ground_truth", st, participants, pattern, strengths,
                      pd.DataFrame(feats), calibration,

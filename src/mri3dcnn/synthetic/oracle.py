@@ -4,7 +4,7 @@ study's own splits, the Bayes ceiling of the region features, and a strict bound
 Three numbers, three meanings:
 
 - the **oracle** is a classifier (logistic regression) given the truth's features: each
-  planted region's mean, each map's brain mean, site, age and sex. It is trained and tested
+  planted region's mean, each map's brain mean, site, age, sex and head size. It is trained and tested
   on the same split plan as every model (same folds, same independent site), so it is an
   achievable accuracy to compare with, not a bound: a model can beat it by chance or by
   reading information the region means do not carry.
@@ -81,7 +81,8 @@ def _oracle_X(participants: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
 
     f = feats.set_index("participant_id").loc[participants["participant_id"]]
     cols = [c for c in f.columns if c.startswith(("region:", "global:"))]
-    return np.column_stack([f[cols].to_numpy(float), covariates(participants)[:, 1:]])
+    return np.column_stack([f[cols].to_numpy(float),
+                            covariates(participants, f["head_size"].to_numpy())[:, 1:]])
 
 
 def oracle_on_plan(participants: pd.DataFrame, feats: pd.DataFrame,
@@ -161,19 +162,20 @@ def oracle_table(cohort_root: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
     -------
     Rows: oracle (cv), oracle (independent), Bayes ceiling, strict bound; columns n,
     accuracy, balanced accuracy, CI (Wilson, test subjects only for the oracle; Monte-Carlo
-    for the ceiling) and what each number is.
+    for the ceiling) and what each number is; no rows for a real cohort.
     """
     from .truth import read_features, read_truth
 
+    columns = ["row", "set", "n", "accuracy", "balanced_accuracy", "CI low", "CI high", "what"]
     truth = read_truth(cohort_root)
     if truth is None:
-        raise FileNotFoundError(f"{cohort_root} has no ground truth: the oracle exists only "
-                                "for a synthetic cohort.")
+        return pd.DataFrame(columns=columns)
     participants = pd.read_csv(Path(cohort_root) / "participants.tsv", sep="\t",
                                dtype={"participant_id": str})
     oracle = oracle_on_plan(participants, read_features(cohort_root), plan)
     oracle.insert(0, "what", "oracle: logistic regression on the true region means, "
-                  "site, age and sex, trained on the plan's folds (achievable, not a bound)")
+                  "site, age, sex and head size, trained on the plan's folds "
+                  "(achievable, not a bound)")
     oracle.insert(0, "row", "oracle (" + oracle["set"] + ")")
     ceiling = truth["bayes_ceiling"]
     bound = truth["strict_bound"]
@@ -190,5 +192,4 @@ def oracle_table(cohort_root: str | Path, plan: pd.DataFrame) -> pd.DataFrame:
          "what": "unaffected patients look exactly like controls: no classifier exceeds "
                  "this in expectation"},
     ])
-    return pd.concat([oracle, extra], ignore_index=True)[
-        ["row", "set", "n", "accuracy", "balanced_accuracy", "CI low", "CI high", "what"]]
+    return pd.concat([oracle, extra], ignore_index=True)[columns]

@@ -87,7 +87,7 @@ def realised_d(participants: pd.DataFrame, feats: pd.DataFrame, eff: Effects) ->
 
     y = (participants["group"] == "patient").to_numpy()
     values = feats[[f"region:{r.name}" for r in eff.regions]].to_numpy(float)
-    d, se = cohens_d(values, y, covariates(participants))
+    d, se = cohens_d(values, y, covariates(participants, feats["head_size"].to_numpy()))
     return pd.DataFrame({
         "region": [r.name for r in eff.regions], "map": [r.map for r in eff.regions],
         "target d": [r.d for r in eff.regions], "realised d": d,
@@ -104,13 +104,14 @@ def realised_d_table(cohort_root: str | Path) -> pd.DataFrame:
 
     Returns
     -------
-    One row per planted region: map, target d, realised d (site, age and sex adjusted),
-    CI low/high (normal approximation), group sizes.
+    One row per planted region: map, target d, realised d (site, age, sex and head size
+    adjusted),
+    CI low/high (normal approximation), group sizes; no rows for a real cohort.
     """
     truth = read_truth(cohort_root)
     if truth is None:
-        raise FileNotFoundError(f"{cohort_root} has no ground_truth/truth.json: realised "
-                                "effects exist only for a synthetic cohort.")
+        return pd.DataFrame(columns=["region", "map", "target d", "realised d", "CI low",
+                                     "CI high", "n patients", "n controls"])
     return pd.DataFrame(truth["realised_d"]).round(3)
 
 
@@ -124,3 +125,22 @@ def voxelwise_d(volumes: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         d = (p.mean(axis=0) - c.mean(axis=0)) / pooled
     return np.nan_to_num(d, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def region_peaks(arrays: dict[str, np.ndarray], y: np.ndarray,
+                 cohort_root: str | Path) -> pd.DataFrame:
+    """Per planted region: the peak voxel-wise |t| (Welch, patients vs controls) inside it,
+    the largest d inside it, and its size (no rows for a real cohort)."""
+    from ..volumes import voxelwise_ttest
+
+    rows = []
+    for m, regions in planted_masks(cohort_root).items():
+        if m not in arrays:
+            continue
+        t = voxelwise_ttest(arrays[m], y)
+        d = voxelwise_d(arrays[m], y)
+        rows += [{"region": name, "map": m, "peak |t| inside": float(np.abs(t[inside]).max()),
+                  "peak |d| inside": float(np.abs(d[inside]).max()),
+                  "voxels": int(inside.sum())} for name, inside in regions.items()]
+    return pd.DataFrame(rows, columns=["region", "map", "peak |t| inside", "peak |d| inside",
+                                       "voxels"]).round(2)
