@@ -31,6 +31,8 @@ cohort_dir = None
 results_dir = None
 
 # %%
+from operator import itemgetter
+
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
@@ -65,8 +67,8 @@ plt.show()
 # %%
 arrays = study.arrays(list(study.cohort.maps))
 first = study.ids[0]
-fig = plots.subject_maps({m: arrays[m][0] for m in arrays}, study.grid_mm,
-                         f"{first} ({p.loc[first, 'group']})")
+first_maps = dict(zip(arrays, map(itemgetter(0), arrays.values()), strict=True))
+fig = plots.subject_maps(first_maps, study.grid_mm, f"{first} ({p.loc[first, 'group']})")
 plt.show()
 
 # %% [markdown]

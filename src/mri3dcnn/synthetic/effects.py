@@ -121,9 +121,13 @@ class Effects:
         return np.array([[p.loadings.get(r.name, 0.0) for r in self.regions]
                          for p in self.patterns], float)
 
+    def scaled(self, factor: float) -> Effects:
+        """Every target d times `factor` (0: the null cohort)."""
+        return replace(self, regions=tuple(replace(r, d=r.d * factor) for r in self.regions))
+
     def null(self) -> Effects:
         """The same regions with every target d at zero: the null cohort."""
-        return replace(self, regions=tuple(replace(r, d=0.0) for r in self.regions))
+        return self.scaled(0.0)
 
     def as_dict(self) -> dict:
         return asdict(self)
