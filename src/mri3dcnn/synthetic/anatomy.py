@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..space import Templates
-from .effects import Region
+from .effects import DEFAULT_TISSUE, Region
 
 
 @dataclass(frozen=True)
@@ -111,17 +111,21 @@ def tissue_map(tpl: Templates, tissue: str) -> np.ndarray:
     return {"gm": tpl.gm, "wm": tpl.wm, "csf": tpl.csf, "brain": tpl.brain}[tissue]
 
 
-def region_profile(region: Region, xyz: np.ndarray, brain: np.ndarray) -> np.ndarray:
+def region_profile(region: Region, xyz: np.ndarray, tpl: Templates) -> np.ndarray:
     """Where a planted change acts, and how strongly: uniform over the brain for a diffuse
-    region, else a Gaussian bump (sigma radius/2) at each centre, cut at the radius."""
+    region, else a Gaussian bump (sigma radius/2) at each centre, cut at the radius, and
+    weighted by the region's tissue when that is not the map's own (CSF for ventricles on
+    MD, so the change stays in the ventricles rather than the tissue around them)."""
     if region.diffuse:
-        return (brain > 0).astype(np.float32)
+        return (tpl.brain > 0).astype(np.float32)
     prof = np.zeros(xyz.shape[:-1], np.float32)
     for c in region.centers:
         d = np.linalg.norm(xyz - np.asarray(c), axis=-1)
         bump = np.exp(-0.5 * (d / (region.radius_mm / 2.0)) ** 2)
         prof = np.maximum(prof, np.where(d <= region.radius_mm, bump, 0.0))
-    return prof
+    if region.tissue != DEFAULT_TISSUE[region.map]:
+        prof = prof * tissue_map(tpl, region.tissue)
+    return prof.astype(np.float32)
 
 
 def region_mask(region: Region, tpl: Templates, xyz: np.ndarray) -> np.ndarray:

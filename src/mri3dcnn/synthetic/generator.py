@@ -253,7 +253,7 @@ def _setting(eff: Effects, grid_mm: float, anat: an.Anatomy, sites: list[dict]) 
     center = np.linalg.solve(tpl.affine, np.array([*SCALING_CENTER_MM, 1.0]))[:3]
     return _Setting(
         tpl=tpl, grid_mm=float(grid_mm), eff=eff, anat=anat,
-        profiles=[an.region_profile(r, xyz, tpl.brain) for r in eff.regions],
+        profiles=[an.region_profile(r, xyz, tpl) for r in eff.regions],
         masks=[an.region_mask(r, tpl, xyz) for r in eff.regions],
         sites={s["site"]: s for s in sites}, center_vox=center,
         amplitude=np.zeros(len(eff.regions)))
