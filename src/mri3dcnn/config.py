@@ -13,11 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-#: The SPM 3 mm MNI box of the original study: 61 x 73 x 61 voxels at 3 mm.
-STUDY_BOX_ORIGIN = (-90.0, -126.0, -72.0)
-STUDY_BOX_EXTENT = (180.0, 216.0, 180.0)
+from .space import study_grid  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -91,19 +87,6 @@ def get_profile(name: str | Profile) -> Profile:
         raise ValueError(
             f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}."
         ) from None
-
-
-def study_grid(grid_mm: float) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Affine and shape of the study grid: the SPM MNI box sampled every `grid_mm`.
-
-    At 3 mm this is the original study's 61 x 73 x 61 grid.
-    """
-    if grid_mm <= 0:
-        raise ValueError(f"grid_mm must be positive, got {grid_mm}.")
-    affine = np.diag([grid_mm, grid_mm, grid_mm, 1.0])
-    affine[:3, 3] = STUDY_BOX_ORIGIN
-    shape = tuple(int(np.floor(e / grid_mm + 1e-6)) + 1 for e in STUDY_BOX_EXTENT)
-    return affine, shape  # type: ignore[return-value]
 
 
 def config_hash(config: dict) -> str:
