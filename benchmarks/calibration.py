@@ -48,20 +48,19 @@ from mri3dcnn.stats import (  # noqa: E402
     subject_level,
 )
 from mri3dcnn.svm import fit_predict_sklearn, linear_svm  # noqa: E402
-from mri3dcnn.synthetic import Effects, generate_cohort  # noqa: E402
+from mri3dcnn.synthetic import generate_cohort  # noqa: E402
 from mri3dcnn.volumes import brain_mask, load_maps  # noqa: E402
 
 ALPHA = 0.05
 #: the interval the book used to draw: fitted models held fixed, one row per subject and repeat
 REFERENCE = "fixed-model bootstrap of pooled CV rows (reference)"
-NULL_EFFECTS = Effects(regions=())
 C_GRID = Profile.svm_C
 
 
 def null_cohort(out: str | Path, n: int, seed: int, grid_mm: float) -> Path:
-    """A synthetic cohort with no group difference (no planted region), three sites."""
-    return generate_cohort(out, n_subjects=n, seed=seed, grid_mm=grid_mm,
-                           effects=NULL_EFFECTS, n_sites=3, progress=False)
+    """A synthetic cohort with no group difference (every effect at zero), three sites."""
+    return generate_cohort(out, n_subjects=n, seed=seed, grid_mm=grid_mm, null=True,
+                           n_sites=3, progress=False)
 
 
 def slice_features(volumes: np.ndarray, n_per_axis: int = 3, pool: int = 2) -> np.ndarray:

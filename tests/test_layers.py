@@ -15,7 +15,7 @@ LAYERS = [
     ("models", {"models", "recipes", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
-    ("evaluation", {"evaluation", "stats", "claims", "saliency", "export"}),
+    ("evaluation", {"evaluation", "stats", "claims", "saliency", "sweep", "export"}),
     ("plots", {"plots", "views"}),
     ("book", {"study", "runner", "bookpages", "book_ext", "cli", "__init__", "__main__"}),
 ]

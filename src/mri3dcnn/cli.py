@@ -13,10 +13,12 @@ def _synth(a: argparse.Namespace) -> None:
     from .synthetic import generate_cohort, read_truth
 
     out = generate_cohort(a.out, n_subjects=a.subjects, seed=a.seed, grid_mm=a.grid_mm,
-                          effects=a.effects, n_sites=a.sites, progress=True)
+                          effects=a.effects, n_sites=a.sites, null=a.null, progress=True)
     t = read_truth(out)
-    print(f"{out}: {t['n_subjects']} subjects, {len(t['effects']['regions'])} planted regions, "
-          f"oracle accuracy {t['oracle_accuracy']:.3f}")
+    print(f"{out}: {t['n_subjects']} subjects, {len(t['effects']['regions'])} planted regions"
+          f"{' (null: every effect at zero)' if t['null'] else ''}, oracle accuracy "
+          f"{t['oracle_accuracy']:.3f}, Bayes ceiling (region means) "
+          f"{t['bayes_ceiling']['balanced_accuracy']:.3f}")
 
 
 def _data(a: argparse.Namespace) -> None:
@@ -161,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--grid-mm", type=float, default=PROFILES["quick"].grid_mm)
     s.add_argument("--sites", type=int, default=3)
     s.add_argument("--effects", type=Path, default=None,
-                   help="YAML with planted regions (name, map, center, radius_mm, effect)")
+                   help="YAML with planted regions (name, map, d, centers, radius_mm) and "
+                        "patient patterns; default: the package's effects.yaml")
+    s.add_argument("--null", action="store_true",
+                   help="the null cohort: same regions and nuisances, every effect at zero")
     s.set_defaults(func=_synth)
 
     d = sub.add_parser("data", help="fetch and verify the files data_manifest.yaml names")

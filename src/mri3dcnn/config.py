@@ -15,11 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import numpy as np
-
-#: The SPM 3 mm MNI box of the original study: 61 x 73 x 61 voxels at 3 mm.
-STUDY_BOX_ORIGIN = (-90.0, -126.0, -72.0)
-STUDY_BOX_EXTENT = (180.0, 216.0, 180.0)
+from .space import study_grid  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -200,19 +196,6 @@ def profile_from_settings(settings: Mapping, source: str = "study configuration"
         if bad:
             raise ConfigError(f"{source}: {k} names unknown map(s) {bad}; maps are {MAPS}.")
     return replace(PROFILES[base], **changes)
-
-
-def study_grid(grid_mm: float) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Affine and shape of the study grid: the SPM MNI box sampled every `grid_mm`.
-
-    At 3 mm this is the original study's 61 x 73 x 61 grid.
-    """
-    if grid_mm <= 0:
-        raise ValueError(f"grid_mm must be positive, got {grid_mm}.")
-    affine = np.diag([grid_mm, grid_mm, grid_mm, 1.0])
-    affine[:3, 3] = STUDY_BOX_ORIGIN
-    shape = tuple(int(np.floor(e / grid_mm + 1e-6)) + 1 for e in STUDY_BOX_EXTENT)
-    return affine, shape  # type: ignore[return-value]
 
 
 def config_hash(config: dict) -> str:

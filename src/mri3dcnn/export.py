@@ -24,12 +24,12 @@ import pandas as pd
 
 from .atomic import atomic_directory, atomic_file, write_text
 from .cohort import CohortError, _ambiguity, find_maps
-from .config import study_grid
 from .crossval import CHAPTER_CNN, display_name, maps_label
 from .maps import map_info
 from .results import Record, ResultsStore, predictions_of
+from .space import brain_mask, study_grid, to_grid, to_image
 from .stats import METRICS, bootstrap_ci, subject_level, summarise
-from .volumes import VolumeError, brain_mask, load_checked, to_grid, to_image
+from .volumes import VolumeError, load_checked
 
 #: the version of the folder layout `predict` reads
 FORMAT = 1

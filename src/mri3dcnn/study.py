@@ -617,8 +617,14 @@ class Study:
             "claims": headline_claims(summary, preds).round(4),
             "best": "" if self.truth is None else (
                 f"Best cross-validated accuracy: **{best.accuracy:.3f}** ({best.model}, "
-                f"{best.maps}); the oracle reaches **{self.oracle_accuracy:.3f}** and no "
-                f"model can exceed **{self.truth['ceiling_accuracy']:.3f}** on this cohort."),
+                f"{best.maps}). The oracle (a classifier given the true region means, "
+                f"cross-validated) reaches **{self.oracle_accuracy:.3f}**; the Bayes "
+                "ceiling of an observer of the region means is "
+                f"**{self.truth['bayes_ceiling']['balanced_accuracy']:.3f}** balanced accuracy "
+                "(an expectation, not a "
+                "bound for models that read whole images); in expectation no classifier "
+                f"exceeds **{self.truth['ceiling_accuracy']:.3f}**, because the unaffected "
+                "patients look exactly like controls."),
         }
 
 
