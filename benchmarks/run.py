@@ -1,74 +1,88 @@
-"""Speed benchmarks, printed as numbers and ratios (never asserted: machines are shared).
+"""Speed benchmarks, printed beside their targets (never asserted: machines are shared).
 
-    python benchmarks/run.py [--grid-mm 3] [--models sequential_2 inception_1] [--batches 6]
+    python benchmarks/run.py [--grid-mm 3] [--models sequential_2 sfcn] [--batch 8]
+                             [--batches 6] [--write benchmarks/README.md]
 
-For each family on the study grid: training and inference samples per second, forward
-FLOPs per sample counted from the layer shapes, and the achieved share of this machine's
-measured float32 matmul FLOP/s; then the augmentation pipeline's samples per second
-against the training rate it must feed, and the synthetic cohort generator's speed.
+For each family on the study grid: training and inference samples per second, the FLOPs
+per sample counted exactly per layer (`mri3dcnn.models.flops`: forward, and training =
+forward + weight gradient + input gradient, the first convolution's input gradient left
+out), and the achieved share of this machine's measured float32 matmul FLOP/s, against the
+targets (training >= 70 %, inference >= 60 %); then the augmentation pipeline's samples per
+second against twice the fastest family's training rate, and the synthetic cohort
+generator's speed. `--write` puts the table, with the host it came from, into the
+benchmarks README between its markers.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+TARGETS = {"train": 0.70, "infer": 0.60, "augment": 2.0}
+MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
-def matmul_flops(n: int = 1024, repeats: int = 10) -> float:
-    """This machine's float32 matmul FLOP/s through TensorFlow (the same kernels' library)."""
+
+def matmul_flops(n: int = 1024, repeats: int = 10, rounds: int = 3, dtype: str = "float32",
+                 device: str | None = None) -> float:
+    """Best of `rounds` timings of `repeats` n x n matmuls: this machine's peak FLOP/s
+    through TensorFlow (the same kernels' library the models run on)."""
     import tensorflow as tf
 
-    rng = np.random.default_rng(0)
-    a = tf.constant(rng.standard_normal((n, n), dtype=np.float32))
-    b = tf.constant(rng.standard_normal((n, n), dtype=np.float32))
-    tf.linalg.matmul(a, b).numpy()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        tf.linalg.matmul(a, b).numpy()
-    return 2 * n**3 * repeats / (time.perf_counter() - t)
+    with tf.device(device or ("/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0")):
+        rng = np.random.default_rng(0)
+        a = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
+        b = tf.cast(tf.constant(rng.standard_normal((n, n), dtype=np.float32)), dtype)
+        for _ in range(3):  # warm-up: kernel selection, thread pools, clocks
+            float(tf.linalg.matmul(a, b)[0, 0])
+        best = 0.0
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(repeats):  # queued back to back on a GPU, synchronised once
+                c = tf.linalg.matmul(a, b)
+            float(c[0, 0])
+            best = max(best, 2 * n**3 * repeats / (time.perf_counter() - t))
+    return best
 
 
-def forward_flops(model) -> float:
-    """Multiply-adds x 2 of every Conv3D and Dense layer, from their output shapes."""
-    total = 0.0
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Conv3D":
-            k = np.prod(layer.kernel_size)
-            cin = layer.input.shape[-1]
-            out = np.prod(layer.output.shape[1:])
-            total += 2.0 * k * cin * out
-        elif kind == "Dense":
-            total += 2.0 * layer.input.shape[-1] * layer.units
-    return total
-
-
-def bench_model(name: str, grid, batch: int, batches: int) -> dict:
+def bench_model(name: str, grid, batch: int, batches: int, jit_compile: bool = False,
+                maps: tuple[str, ...] = ("gm",)) -> dict:
+    """Training and inference samples/s of family `name` (its own recipe) on random data."""
     import keras
 
-    from mri3dcnn.models import build
+    from mri3dcnn.models import FAMILIES, build
+    from mri3dcnn.models.flops import model_flops
+    from mri3dcnn.recipes import get_recipe
 
     keras.utils.set_random_seed(0)
-    model = build(name, ["gm"], grid)
-    x = np.random.default_rng(0).standard_normal((batch * batches, *grid, 1)).astype(np.float32)
+    model = build(name, list(maps), grid, compile=False)
+    recipe = get_recipe(FAMILIES[name].recipe)
+    model.compile(optimizer=recipe.optimizer(), loss=recipe.loss(), jit_compile=jit_compile)
+    channels_first = keras.config.image_data_format() == "channels_first"
+    shape = (1, *grid) if channels_first else (*grid, 1)
+    x = np.random.default_rng(0).standard_normal((batch * batches, *shape)).astype(np.float32)
     y = np.eye(2, dtype=np.float32)[np.arange(len(x)) % 2]
-    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    model.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)  # warm-up
     t = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     train = len(x) / (time.perf_counter() - t)
-    model.predict(x[:batch], verbose=0)
+    model.predict(x[:2 * batch], batch_size=batch, verbose=0)
     t = time.perf_counter()
     model.predict(x, batch_size=batch, verbose=0)
     infer = len(x) / (time.perf_counter() - t)
+    flops = model_flops(model)
     keras.backend.clear_session()
-    return {"model": name, "params": model.count_params(), "flops": forward_flops(model),
-            "train_sps": train, "infer_sps": infer}
+    return {"model": name, "params": int(model.count_params()), "fwd_flops": flops["forward"],
+            "train_flops": flops["train"], "train_sps": train, "infer_sps": infer}
 
 
 def bench_augmentation(grid, grid_mm: float, n: int = 16) -> float:
@@ -76,13 +90,15 @@ def bench_augmentation(grid, grid_mm: float, n: int = 16) -> float:
 
     rng = np.random.default_rng(0)
     batch = {"gm": rng.random((n, *grid), dtype=np.float32)}
+    augment_batch({"gm": batch["gm"][:2]}, rng, grid_mm)
     t = time.perf_counter()
     augment_batch(batch, rng, grid_mm)
     return n / (time.perf_counter() - t)
 
 
 def bench_generator(grid_mm: float, n: int = 20) -> float:
-    from mri3dcnn.synthetic import generate_cohort, templates
+    from mri3dcnn.space import templates
+    from mri3dcnn.synthetic import generate_cohort
 
     templates(grid_mm)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,39 +107,88 @@ def bench_generator(grid_mm: float, n: int = 20) -> float:
         return n / (time.perf_counter() - t)
 
 
+def verdict(value: float, target: float) -> str:
+    return "meets" if value >= target else "below"
+
+
+def model_rows(results: list[dict], peak: float) -> list[str]:
+    """Markdown rows: each figure beside its target."""
+    rows = ["| model | params | GFLOP fwd | GFLOP train | train/s | infer/s "
+            "| train % peak (target 70) | infer % peak (target 60) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        tr = r["train_flops"] * r["train_sps"] / peak
+        inf = r["fwd_flops"] * r["infer_sps"] / peak
+        rows.append(f"| {r['model']} | {r['params']:,d} | {r['fwd_flops'] / 1e9:.2f} "
+                    f"| {r['train_flops'] / 1e9:.2f} | {r['train_sps']:.1f} "
+                    f"| {r['infer_sps']:.1f} | {100 * tr:.0f} % ({verdict(tr, TARGETS['train'])}) "
+                    f"| {100 * inf:.0f} % ({verdict(inf, TARGETS['infer'])}) |")
+    return rows
+
+
+def write_readme(path: Path, text: str, markers: tuple[str, str] = MARKERS) -> None:
+    """Replace the generated section of the README between `markers` (atomically)."""
+    from mri3dcnn.atomic import write_text
+
+    start, end = markers
+    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in old or end not in old:
+        raise ValueError(f"{path} lacks the markers {markers}; add them where the table goes.")
+    pattern = re.escape(start) + ".*?" + re.escape(end)
+    write_text(path, re.sub(pattern, lambda _: f"{start}\n{text}\n{end}", old, flags=re.S))
+
+
+def arguments(description: str, batch: int, batches: int) -> argparse.ArgumentParser:
+    """The options every throughput script shares: grid, families, batch size and count."""
+    from mri3dcnn.models import FAMILIES
+
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid-mm", type=float, default=3.0)
+    ap.add_argument("--models", nargs="*", default=list(FAMILIES))
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--batches", type=int, default=batches, help="batches timed per figure")
+    return ap
+
+
 def main() -> None:
     from mri3dcnn.config import study_grid
     from mri3dcnn.hardware import describe
-    from mri3dcnn.models import FAMILIES
     from mri3dcnn.training import configure_tensorflow
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--grid-mm", type=float, default=3.0)
-    ap.add_argument("--models", nargs="*", default=sorted(FAMILIES))
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--batches", type=int, default=6)
+    ap = arguments(__doc__, batch=8, batches=6)
+    ap.add_argument("--no-generator", action="store_true", help="skip the cohort generator")
+    ap.add_argument("--write", type=Path, help="README to write the table into")
     a = ap.parse_args()
     configure_tensorflow()
     _, grid = study_grid(a.grid_mm)
-    print(f"host: {describe()}")
+    host = describe()
     peak = matmul_flops()
-    print(f"grid {grid} ({a.grid_mm:g} mm), batch {a.batch}; matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'model':20s} {'params':>10s} {'GFLOP/fwd':>10s} {'train/s':>8s} {'infer/s':>8s} "
-          f"{'train %peak':>11s} {'infer %peak':>11s}")
-    rates = []
+    head = [f"Host: {host}.",
+            f"Grid {'x'.join(map(str, grid))} ({a.grid_mm:g} mm), batch {a.batch}, "
+            f"{a.batch * a.batches} samples timed per figure; float32 matmul peak "
+            f"{peak / 1e9:.1f} GFLOP/s; TensorFlow intra-op threads "
+            f"{os.environ.get('MRI3DCNN_TF_THREADS', os.cpu_count())}.", ""]
+    print("\n".join(head), flush=True)
+    results = []
     for name in a.models:
-        r = bench_model(name, grid, a.batch, a.batches)
-        rates.append(r["train_sps"])
-        # training costs about three forward passes (forward, two backward products)
-        tr = 3 * r["flops"] * r["train_sps"] / peak
-        inf = r["flops"] * r["infer_sps"] / peak
-        print(f"{name:20s} {r['params']:>10,d} {r['flops'] / 1e9:>10.2f} {r['train_sps']:>8.1f} "
-              f"{r['infer_sps']:>8.1f} {100 * tr:>10.1f}% {100 * inf:>10.1f}%", flush=True)
+        results.append(bench_model(name, grid, a.batch, a.batches))
+        print(model_rows(results[-1:], peak)[-1], flush=True)
+    fastest = max(r["train_sps"] for r in results)
     aug = bench_augmentation(grid, a.grid_mm)
-    print(f"augmentation: {aug:.1f} samples/s; ratio to the fastest training rate "
-          f"{aug / max(rates):.2f} (>1: augmentation keeps up)")
-    gen = bench_generator(a.grid_mm)
-    print(f"synthetic generator: {gen:.1f} subjects/s at {a.grid_mm:g} mm")
+    tail = ["", f"Augmentation (the original ranges): {aug:.1f} samples/s = "
+                f"{aug / fastest:.2f}x the fastest family's training rate ({fastest:.1f}/s); "
+                f"target >= {TARGETS['augment']:g}x ({verdict(aug / fastest, TARGETS['augment'])})."]
+    if not a.no_generator:
+        tail.append(f"Synthetic generator: {bench_generator(a.grid_mm):.1f} subjects/s "
+                    f"at {a.grid_mm:g} mm.")
+    print("\n".join(tail[1:]), flush=True)
+    if a.write:
+        when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
+        write_readme(a.write, "\n".join([f"Measured {when} with `{command}`.", "", *head,
+                                         *model_rows(results, peak), *tail]))
+        print(f"table written to {a.write}")
 
 
 if __name__ == "__main__":

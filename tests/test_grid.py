@@ -72,6 +72,7 @@ def _parameters(notebook: str) -> dict:
 def test_grid_uses_the_chapters_default_parameters():
     assert tuple(_parameters("02_svm")["maps"]) == grid.SVM_MAPS
     assert tuple(_parameters("03_pretrained_2d")["backbones"]) == grid.BACKBONES
+    assert _parameters("03_pretrained_2d")["n_per_axis"] == grid.N_PER_AXIS
     assert tuple(_parameters("05_inception")["models"]) == grid.INCEPTION
     assert tuple(_parameters("06_inception_resnet")["models"]) == grid.INCEPTION_RESNET
 

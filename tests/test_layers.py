@@ -10,13 +10,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mri3dcnn"
 #: the layers, lowest first; a module may import from its own layer and the ones before
 LAYERS = [
     ("data", {"config", "maps", "atomic", "hardware", "space", "synthetic", "cohort",
-              "volumes", "splits", "atlas", "manifest", "features", "torchpickle"}),
-    ("models", {"models", "preprocessing"}),
+              "volumes", "splits", "atlas", "manifest", "prepare", "features",
+              "torchpickle"}),
+    ("models", {"models", "recipes", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
-    ("evaluation", {"evaluation", "stats", "claims", "saliency"}),
-    ("plots", {"plots"}),
-    ("book", {"study", "runner", "book_ext", "cli", "__init__", "__main__"}),
+    ("evaluation", {"evaluation", "stats", "claims", "saliency", "sweep", "export"}),
+    ("plots", {"plots", "views"}),
+    ("book", {"study", "runner", "bookpages", "book_ext", "cli", "__init__", "__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mri3dcnn.models import FAMILIES, build
+from mri3dcnn.models import MODERN_FAMILIES, ORIGINAL_FAMILIES, build
 
 GRID = (61, 73, 61)
 
@@ -42,7 +42,7 @@ def expected(name):
     raise KeyError(name)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", ORIGINAL_FAMILIES)
 def test_parameter_counts(name):
     assert build(name, ["gm"], GRID, compile=False).count_params() == expected(name)
 
@@ -76,3 +76,110 @@ def test_unknown_names():
         build("resnet50", ["gm"], GRID)
     with pytest.raises(ValueError, match="Unknown fusion"):
         build("sequential_1", ["gm"], GRID, fusion="late")
+
+
+# --- the modern nets, counted from their layer definitions -------------------------------
+# SFCN: pooled blocks conv3x3x3 (+bias) + BN (4 numbers per channel: scale, offset, moving
+# mean and variance), then conv1x1x1 + BN, then the 1x1x1 classifier onto 2 classes.
+# ResNet: bias-free convolutions, each followed by BN; a basic block is two 3x3x3 convs and,
+# where the width or stride changes, a 1x1x1 projection.
+PAPER_SFCN = [32, 64, 128, 256, 256]
+GRIDS = {"tiny": (23, 28, 23), "quick": (31, 37, 31), "full": GRID}
+
+
+def bn(c):
+    return 4 * c
+
+
+def n_halvings(grid):
+    """Halvings of the smallest side (floor) that keep at least 3 voxels, at most 5."""
+    n, side = 0, min(grid)
+    while n < 5 and side // 2 >= 3:
+        side, n = side // 2, n + 1
+    return n
+
+
+def expected_sfcn(grid, n_maps=1, channel_fusion=False):
+    widths = PAPER_SFCN[:n_halvings(grid)]
+    branch, cin = 0, (n_maps if channel_fusion else 1)
+    for c in widths:
+        branch += conv(27, cin, c) + bn(c)
+        cin = c
+    branch += conv(1, cin, 64) + bn(64)
+    branches = 1 if channel_fusion else n_maps
+    return branches * branch + conv(1, 64 * branches, 2)
+
+
+def expected_resnet(grid, cin=1):
+    widths = PAPER_SFCN[:n_halvings(grid)]
+    total = 27 * cin * widths[0] + bn(widths[0])  # stem
+    prev = widths[0]
+    for c in widths:
+        total += 27 * prev * c + bn(c) + 27 * c * c + bn(c)
+        if c != prev:
+            total += prev * c + bn(c)
+        prev = c
+    return total + conv(1, prev, 2)
+
+
+def test_halvings_of_the_study_grids():
+    assert [n_halvings(g) for g in GRIDS.values()] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("profile", sorted(GRIDS))
+def test_sfcn_parameter_count(profile):
+    grid = GRIDS[profile]
+    assert build("sfcn", ["gm"], grid, compile=False).count_params() == expected_sfcn(grid)
+
+
+def test_sfcn_on_the_study_grid_by_hand():
+    # 3 mm: 4 pooled blocks 32-64-128-256, the 64-channel 1x1x1 block and the head
+    assert expected_sfcn(GRID) == (896 + 128 + 55_360 + 256 + 221_312 + 512 + 884_992 + 1024
+                                   + 16_448 + 256 + 130)
+
+
+@pytest.mark.parametrize("profile", sorted(GRIDS))
+def test_resnet3d_parameter_count(profile):
+    grid = GRIDS[profile]
+    assert build("resnet3d", ["gm"], grid, compile=False).count_params() == expected_resnet(grid)
+
+
+@pytest.mark.parametrize("name", ["sfcn", "resnet3d"])
+def test_modern_nets_end_in_a_softmax_over_two_classes(name):
+    model = build(name, ["gm"], GRIDS["tiny"])
+    x = np.random.default_rng(0).standard_normal((3, *GRIDS["tiny"], 1)).astype("float32")
+    p = model.predict(x, verbose=0)
+    assert p.shape == (3, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_modern_fusion():
+    grid = GRIDS["tiny"]
+    branch = build("sfcn", ["gm", "wm", "fa"], grid)
+    assert len(branch.inputs) == 3
+    assert branch.count_params() == expected_sfcn(grid, n_maps=3)
+    channel = build("sfcn", ["gm", "wm", "fa"], grid, fusion="channel")
+    assert channel.inputs[0].shape[-1] == 3
+    assert channel.count_params() == expected_sfcn(grid, n_maps=3, channel_fusion=True)
+    res = build("resnet3d", ["gm", "wm"], grid, fusion="channel")
+    assert res.count_params() == expected_resnet(grid, cin=2)
+
+
+def test_a_grid_too_small_to_pool_is_refused():
+    with pytest.raises(ValueError, match="too small to pool"):
+        build("sfcn", ["gm"], (5, 6, 5))
+
+
+def test_each_family_compiles_with_its_own_recipe_or_the_one_given():
+    import keras
+
+    grid = GRIDS["tiny"]
+    assert isinstance(build("sequential_2", ["gm"], grid).optimizer, keras.optimizers.Adadelta)
+    assert isinstance(build("sfcn", ["gm"], grid).optimizer, keras.optimizers.AdamW)
+    seq = build("sequential_2", ["gm"], grid, recipe="modern", steps_per_epoch=4, epochs=5)
+    assert isinstance(seq.optimizer, keras.optimizers.AdamW)
+
+
+def test_the_registry_holds_both_kinds():
+    assert set(MODERN_FAMILIES) == {"sfcn", "resnet3d"}
+    assert len(ORIGINAL_FAMILIES) == 7

@@ -48,6 +48,7 @@ from .crossval import CHAPTER_2D, CHAPTER_CNN, CHAPTER_SVM, ModelSpec
 #: the chapters' default parameters, as their `parameters` cells set them
 SVM_MAPS = ("gm", "wm", "fa", "md")
 BACKBONES = ("efficientnet_lite0", "vgg16", "resnet50", "inceptionv3")
+N_PER_AXIS = 3
 INCEPTION = ("inception_1", "inception_2")
 INCEPTION_RESNET = ("inception_resnet_1", "inception_resnet_2")
 #: family placeholders for the two choices made from results
@@ -195,8 +196,11 @@ def build(study, model: GridModel):
                 return m
         raise ValueError(f"Chapter 2 has no model {model.family} on {model.maps}.")
     if model.kind == "2d":
+        from .pretrained2d import feature_settings
+
+        settings = feature_settings(model.family.removeprefix("2d_"), model.maps, N_PER_AXIS)
         return study.sklearn(CHAPTER_2D, model.family, model.maps, study.svm(), None,
-                             model.features)
+                             model.features, settings)
     raise ValueError(f"{model.kind} models are built from stored records, not by the grid.")
 
 
@@ -218,7 +222,12 @@ def stored_units(study, table: pd.DataFrame, family: str | None = None) -> pd.Se
         m = resolve_family(models[i], family)
         if m.family in (BEST, SALIENCY_BEST):
             continue
-        if m.kind == "late":
+        if m.kind == "2d":
+            try:
+                keys = {(k["repeat"], k["fold"]): k for k in unit_keys(study, m)}
+            except FileNotFoundError:  # no weights for this backbone: it cannot be stored
+                continue
+        elif m.kind == "late":
             keys = _late_keys(study, m)
             if keys is None:
                 continue
@@ -479,7 +488,7 @@ def best_family(study) -> str | None:
 class Task:
     """One unit as a worker runs it: where the study lives and which unit of which model."""
 
-    profile: str
+    profile: Profile
     cohort_dir: str
     results_dir: str
     model: GridModel
@@ -489,7 +498,7 @@ class Task:
 
 
 @lru_cache(maxsize=4)
-def _study(profile: str, cohort_dir: str, results_dir: str):
+def _study(profile: Profile, cohort_dir: str, results_dir: str):
     """One open study per worker process (arrays stay in memory between its tasks)."""
     from .study import Study
 
@@ -601,7 +610,7 @@ def tasks_for(study, models: Iterable[GridModel]) -> list[Task]:
             if h in seen or study.store.get(key) is not None:
                 continue
             seen.add(h)
-            out.append(Task(study.profile.name, str(study.cohort.root),
+            out.append(Task(study.profile, str(study.cohort.root),
                             str(study.store.root), m, int(key["repeat"]), int(key["fold"]), h))
     return out
 

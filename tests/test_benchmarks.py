@@ -1,0 +1,79 @@
+"""The benchmark scripts' contracts that need no timing: the GPU check fails clearly without
+a GPU, the GPU install is opt-in, and the README table is replaced between its markers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _device_check(tmp_path, nvidia_smi: str, *args: str):
+    env = {**os.environ, "NVIDIA_SMI": nvidia_smi, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), *args],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_device_check_without_a_driver_says_so(tmp_path):
+    out = _device_check(tmp_path, str(tmp_path / "no-such-nvidia-smi"))
+    assert out.returncode == 3
+    assert "no NVIDIA GPU driver" in out.stderr and "make env DEVICE=gpu" in out.stderr
+
+
+def test_device_check_with_a_driver_but_no_gpu_says_so(tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'No devices were found' >&2\nexit 6\n")
+    fake.chmod(0o755)
+    out = _device_check(tmp_path, str(fake))
+    assert out.returncode == 3 and "no usable GPU: No devices were found" in out.stderr
+
+
+def test_device_benchmark_on_a_cpu_build_says_so():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device.py"),
+                          "--models", "sequential_1"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert out.returncode == 3
+    assert "TensorFlow sees no GPU" in out.stderr and "make env DEVICE=gpu" in out.stderr
+
+
+def _make_env(tmp_path, *args: str) -> str:
+    out = subprocess.run(["make", "-n", "env", f"VENV={tmp_path.name}/venv", *args],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_the_gpu_build_is_opt_in(tmp_path):
+    pinned = next(line.split("==")[1] for line in (ROOT / "requirements.txt").read_text().split()
+                  if line.replace("_", "-").startswith("tensorflow-cpu=="))
+    assert "and-cuda" not in _make_env(tmp_path)
+    gpu = _make_env(tmp_path, "DEVICE=gpu")
+    assert f"tensorflow[and-cuda]=={pinned}" in gpu
+    assert "install --quiet -r requirements.txt" not in gpu
+
+
+def test_readme_table_is_replaced_between_markers(tmp_path):
+    from run import MARKERS, write_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# B\n\nprose\n\n{MARKERS[0]}\nold\n{MARKERS[1]}\n\nafter\n")
+    write_readme(readme, "| new |")
+    assert readme.read_text() == f"# B\n\nprose\n\n{MARKERS[0]}\n| new |\n{MARKERS[1]}\n\nafter\n"
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        write_readme(readme, "x")
+
+
+@pytest.mark.slow
+def test_device_benchmark_dry_run_prints_a_row_per_family():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device.py"), "--dry-run",
+                          "--grid-mm", "8", "--models", "sequential_2", "sfcn", "--batch", "2",
+                          "--batches", "1", "--mixed-precision", "bfloat16"],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| s")]
+    assert [r.split("|")[1].strip() for r in rows] == ["sequential_2", "sfcn"]
+    assert "policy mixed_bfloat16" in out.stdout
