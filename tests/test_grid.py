@@ -62,6 +62,26 @@ def test_plan_full_prints_its_unit_count(tmp_path, capsys):
     assert "on 4 workers" in out
 
 
+def test_plan_reads_a_study_configuration(tmp_path, capsys):
+    import yaml
+
+    from mri3dcnn.config import read_study_config
+
+    tp = tmp_path / "tp.json"
+    tp.write_text(json.dumps({"cnn": {"sequential_2": {"overhead_s": 1.0, "train_per_s": 20.0,
+                                                       "infer_per_s": 60.0}},
+                              "svm_s": 1.0}))
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump({"profile": {"extends": "full", "n_repeats": 2},
+                                   "cohort_dir": "none", "results_dir": "results"}))
+    main(["plan", "--config", str(cfg), "--throughput", str(tp), "--brief"])
+    n = len(grid.units(read_study_config(cfg).profile))
+    full = get_profile("full")
+    models = (_expected_units("full") - full.n_repeats) // (full.n_folds * full.n_repeats)
+    assert n == models * full.n_folds * 2 + 2
+    assert f"{n} units, 0 stored" in capsys.readouterr().out
+
+
 def _parameters(notebook: str) -> dict:
     """The assignments of a chapter's parameters cell."""
     text = (ROOT / "notebooks" / f"{notebook}.py").read_text()

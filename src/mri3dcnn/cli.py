@@ -151,7 +151,10 @@ def _predict(a: argparse.Namespace) -> None:
 def _plan(a: argparse.Namespace) -> None:
     from .grid import make_plan
 
-    plan = make_plan(a.profile, a.results, a.cohort, a.throughput, a.workers)
+    profile, parameters = _study_config(a)
+    parameters = parameters or {}
+    plan = make_plan(profile, a.results or parameters.get("results_dir"),
+                     a.cohort or parameters.get("cohort_dir"), a.throughput, a.workers)
     if not a.brief:
         with_units = plan.table if a.units else plan.summary()
         print(with_units.to_string(index=False))
@@ -173,6 +176,8 @@ def _add_plan_parser(sub) -> None:
     pl = sub.add_parser("plan", help="every unit of a profile, how many are stored, and the "
                                      "estimated time of the rest")
     pl.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    pl.add_argument("--config", type=Path, default=None,
+                    help="study configuration YAML (as for run); overrides --profile")
     pl.add_argument("--workers", type=int, default=1,
                     help="also estimate the time on this many workers")
     pl.add_argument("--throughput", type=Path, default=None,
