@@ -42,12 +42,13 @@ svm = study.svm_chapter(maps)
 display(Markdown(svm["description"]))
 
 # %% [markdown]
-# ## Pooled over folds, with 95 % bootstrap confidence intervals
-# `cv`: each subject predicted once by the model that did not train on it; `independent`:
-# the held-out site, scored by the fold models' majority vote. {numref}`fig-svm-models`
+# ## Pooled over folds, with 95 % intervals
+# `cv`: each subject predicted by the models that did not train on it, with an interval
+# from the corrected repeated-CV t-test on the fold scores; `independent`: the held-out
+# site, scored by the fold models' mean score, with a bootstrap over subjects. {numref}`fig-svm-models`
 # sets every variant against the oracle.
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-svm-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-svm-models"}}
 display(plots.summary_table(svm["summary"]))
 fig = plots.model_forest(svm["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()

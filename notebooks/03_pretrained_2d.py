@@ -73,7 +73,7 @@ plt.show()
 features = study.pretrained_2d_chapter(backbones, maps, n_per_axis)
 display(features["status"])
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-2d-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-2d-models"}}
 display(plots.summary_table(features["summary"]))
 fig = plots.model_forest(features["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()

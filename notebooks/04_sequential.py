@@ -48,7 +48,8 @@ display(Markdown(study.training_description(models, map_sets)))
 # Training loss falls steadily while validation loss, on subjects the model never trains
 # on, turns up once the network starts to memorise: the epoch kept is the one before.
 # Below the curves: each fit's kept epoch, the metrics per fold against chance and the
-# oracle, and the metrics pooled over folds with 95 % bootstrap confidence intervals.
+# oracle, and the metrics pooled over folds with 95 % intervals (corrected
+# CV t-test; bootstrap on the independent site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)

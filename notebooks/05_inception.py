@@ -41,7 +41,8 @@ display(Markdown(study.training_description(models, map_sets)))
 # ## Learning curves, per fold and pooled
 # Each line is one fold; validation loss is measured on training subjects held out for
 # selection, never on the test fold. Then the metrics per fold against chance and the
-# oracle, and pooled over folds with 95 % bootstrap confidence intervals.
+# oracle, and pooled over folds with 95 % intervals (corrected
+# CV t-test; bootstrap on the independent site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)

@@ -48,7 +48,8 @@ display(Markdown(f"{study.training_description(models, map_sets)} Inception_resn
 # %% [markdown]
 # ## Learning curves, per fold and pooled
 # As in chapter 5: one line per fold, validation loss on held-out training subjects; then
-# the metrics per fold and pooled over folds, with 95 % bootstrap confidence intervals.
+# the metrics per fold and pooled over folds, with 95 % intervals (corrected
+# CV t-test; bootstrap on the independent site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)

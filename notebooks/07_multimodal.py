@@ -47,7 +47,7 @@ display(ranking)
 display(Markdown(f"Family compared here: **{family}** (maps: "
                  f"{', '.join(maps or study.profile.fusion_maps)})."))
 
-# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-fusion-models"}}
+# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-fusion-models"}}
 fusion = study.fusion_chapter(family, maps)
 display(plots.summary_table(fusion["summary"]))
 fig = plots.model_forest(fusion["summary"], "balanced_accuracy", study.oracle_accuracy)
@@ -56,7 +56,8 @@ plt.show()
 # %% [markdown]
 # ## Paired comparisons on the same subjects
 # Each fusion against the best single map (by cross-validated AUC), as the difference in
-# balanced accuracy with a paired bootstrap 95 % interval.
+# balanced accuracy with a 95 % interval: the corrected repeated-CV t-test on paired fold
+# scores for cross-validation, a paired bootstrap over subjects on the independent site.
 
 # %%
 display(fusion["paired"])

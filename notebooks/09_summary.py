@@ -15,10 +15,11 @@
 #
 # Every number here is computed from the predictions stored by the earlier chapters; this
 # chapter trains nothing, and rendering it again changes nothing. Cross-validation
-# predictions are pooled over folds (each subject predicted once, by a model that did not
-# train on it). On the independent site, the fold models vote by majority, as in the study;
-# the single fold models are shown beside the vote. Intervals are 95 % percentile
-# bootstraps over subjects.
+# predictions are pooled over folds (each subject predicted by a model that did not train on
+# it; with repeated CV its scores are averaged, so each subject counts once), with 95 %
+# intervals from the corrected repeated-CV t-test on the fold scores. On the independent
+# site the fold models' scores are averaged per subject (the majority vote is kept beside
+# it) and intervals are percentile bootstraps over subjects. Each table names its test.
 
 # %% tags=["parameters"]
 profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
@@ -47,7 +48,7 @@ display(plots.ci_table(summary["summary"]))
 display(Markdown("Exported with sensitivity, specificity and every interval: "
                  f"`{summary['export']}`"))
 
-# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-summary-models"}}
+# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-summary-models"}}
 fig = plots.model_forest(summary["summary"], metric, study.oracle_accuracy)
 plt.show()
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .cohort import Cohort
+from .config import Profile
 from .features import masked_voxels
 from .space import brain_mask
 from .splits import iter_folds, make_split_plan
@@ -23,7 +24,7 @@ from .volumes import load_maps
 
 
 def linear_svm_cv(X: np.ndarray, y: np.ndarray, ids: list[str], plan: pd.DataFrame,
-                  C_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+                  C_grid: tuple[float, ...] = Profile.svm_C,
                   inner_folds: int = 3) -> pd.DataFrame:
     """The linear SVM (nested CV for C) on every fold of the plan's first repeat; one row per
     held-out prediction (independent-set predictions of the fold models averaged per
