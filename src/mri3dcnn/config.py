@@ -49,6 +49,14 @@ class Profile:
     saliency_subjects: int = 5
     #: of those, how many occlusion explains (a forward pass per cube)
     occlusion_subjects: int = 2
+    #: chapter 10: modern nets trained with the modern recipe
+    fair_modern: tuple[str, ...] = ("sfcn",)
+    #: chapter 10: original families also trained with the modern recipe
+    fair_originals: tuple[str, ...] = ()
+    #: chapter 10: modern nets pretrained on age before the diagnosis
+    fair_pretrained: tuple[str, ...] = ()
+    #: epochs of a modern-recipe fit (None: `epochs`)
+    fair_epochs: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +66,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
-        fusion_maps=("gm", "fa"),
+        fusion_maps=("gm", "fa"), fair_originals=("sequential_2",), fair_pretrained=("sfcn",),
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
@@ -70,6 +78,8 @@ PROFILES: dict[str, Profile] = {
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
         saliency_subjects=20, occlusion_subjects=10,
+        fair_modern=("sfcn", "resnet3d"), fair_originals=("sequential_2", "inception_1"),
+        fair_pretrained=("sfcn",),
     ),
 }
 
