@@ -36,6 +36,10 @@ def test_the_modern_recipe_is_deterministic_and_ensembles_its_seeds(data):
     assert sorted(a["history"]["member"].unique()) == [0, 1, 2]
     plain = _fit(data)
     assert not np.array_equal(a["predictions"]["score"], plain["predictions"]["score"])
+    one = _fit(data, recipe="modern", ensemble=1)
+    assert "members" not in one["info"] and one["info"]["n_params"] == a["info"]["n_params"]
+    assert FitSpec("sfcn", ("gm",), 2, 4, 2, recipe="modern", ensemble=1).as_dict()[
+        "ensemble"] == 1
 
 
 def test_the_default_recipe_keeps_keys_and_predictions(data):
@@ -59,6 +63,8 @@ def test_bad_recipe_or_pretraining_is_refused():
         FitSpec("sfcn", ("gm",), 1, 4, 1, recipe="fancy")
     with pytest.raises(ValueError, match="pretrain"):
         FitSpec("sfcn", ("gm",), 1, 4, 1, pretrain="sex")
+    with pytest.raises(ValueError, match="ensemble"):
+        FitSpec("sfcn", ("gm",), 1, 4, 1, recipe="modern", ensemble=-1)
     with pytest.raises(ValueError, match="inner"):
         FitSpec("sfcn", ("gm",), 1, 4, 1, recipe="modern", protocol="published")
 

@@ -57,6 +57,8 @@ class Profile:
     fair_pretrained: tuple[str, ...] = ()
     #: epochs of a modern-recipe fit (None: `epochs`)
     fair_epochs: int | None = None
+    #: ensemble members of a modern-recipe fit: the first seeds of the recipe (0: all)
+    fair_ensemble: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +69,12 @@ PROFILES: dict[str, Profile] = {
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
         fusion_maps=("gm", "fa"), fair_originals=("sequential_2",), fair_pretrained=("sfcn",),
+        fair_ensemble=2,
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=30, batch_size=8, patience=8, fusion_maps=("gm", "fa"),
+        fair_epochs=12, fair_ensemble=1,
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,

@@ -71,27 +71,26 @@ def paired_comparisons(groups: Groups, summary: pd.DataFrame,
 
 
 def verdict(summary: pd.DataFrame, paired: pd.DataFrame, groups: Groups) -> str:
-    """The chapter's conclusion, computed: is the best modern 3D CNN within `WITHIN` of the
-    best linear model's cross-validated accuracy or ahead, and what each lever moved."""
+    """The chapter's conclusion, computed: is the best CNN trained the modern way within
+    `WITHIN` of the best linear model's cross-validated accuracy or ahead, and what each
+    lever moved."""
     cv = summary[summary.set == "cv"].set_index("model")
     best_cnn, best_lin = _best(summary, groups.modern), _best(summary, groups.linear)
     if best_cnn is None or best_lin is None:
-        return ("No modern 3D CNN or no linear model is stored on these folds, so the "
-                "comparison cannot be made.")
+        return ("No CNN trained the modern way or no linear model is stored on these "
+                "folds, so the comparison cannot be made.")
     a, b = cv.loc[best_cnn, "accuracy"], cv.loc[best_lin, "accuracy"]
     gap = a - b
+    lead = f"The best 3D CNN trained the modern way, **{best_cnn}** ({a:.3f}), is"
     if gap >= 0:
-        head = (f"The best modern 3D CNN, **{best_cnn}** ({a:.3f}), is **ahead** of the best "
-                f"linear model, {best_lin} ({b:.3f}), by {100 * gap:.1f} points of "
-                "cross-validated accuracy.")
+        head = (f"{lead} **ahead** of the best linear model, {best_lin} ({b:.3f}), by "
+                f"{100 * gap:.1f} points of cross-validated accuracy.")
     elif gap >= -WITHIN:
-        head = (f"The best modern 3D CNN, **{best_cnn}** ({a:.3f}), is **within "
-                f"{100 * WITHIN:.0f} points** of the best linear model, {best_lin} "
-                f"({b:.3f}): {100 * -gap:.1f} points behind.")
+        head = (f"{lead} **within {100 * WITHIN:.0f} points** of the best linear model, "
+                f"{best_lin} ({b:.3f}): {100 * -gap:.1f} points behind.")
     else:
-        head = (f"The best modern 3D CNN, **{best_cnn}** ({a:.3f}), is **not within "
-                f"{100 * WITHIN:.0f} points** of the best linear model, {best_lin} "
-                f"({b:.3f}): it is {100 * -gap:.1f} points behind.")
+        head = (f"{lead} **not within {100 * WITHIN:.0f} points** of the best linear model, "
+                f"{best_lin} ({b:.3f}): it is {100 * -gap:.1f} points behind.")
     lines = [head]
     for row in paired[paired.lever != "verdict"].itertuples():
         lines.append(f"{row.lever.capitalize()} moved accuracy by {100 * row.difference:+.1f} "

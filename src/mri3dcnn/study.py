@@ -168,16 +168,19 @@ class Study:
         """A CNN family with the profile's training budget, under the CNN chapters' key.
 
         A recipe other than the original trains for the profile's `fair_epochs` (its
-        `epochs` when unset); `pretrain="age"` pretrains on age first (`training`).
+        `epochs` when unset) with its `fair_ensemble` members; `pretrain="age"` pretrains
+        on age first (`training`).
         """
         from .training import CNNFit, FitSpec
 
         p = self.profile
-        epochs = p.epochs if recipe == "original" else (p.fair_epochs or p.epochs)
+        original = recipe == "original"
+        epochs = p.epochs if original else (p.fair_epochs or p.epochs)
         spec = FitSpec(model=family, maps=tuple(maps), epochs=epochs,
                        batch_size=p.batch_size, patience=p.patience, seed=p.seed,
                        protocol=protocol, fusion=fusion, augment=p.augment, variant=variant,
-                       recipe=recipe, pretrain=pretrain)
+                       recipe=recipe, pretrain=pretrain,
+                       ensemble=0 if original else p.fair_ensemble)
         key = ModelSpec(CHAPTER_CNN, family, tuple(maps),
                         fusion=fusion if len(maps) > 1 else "none", protocol=protocol,
                         variant=variant, features="volumes", seed=p.seed, recipe=recipe,
@@ -413,8 +416,9 @@ class Study:
 
         stored = self.predictions(CHAPTER_CNN)
         plain = stored[(stored.maps == "gm") & (stored.protocol == "inner")
-                       & (stored.variant == "none") & (stored.recipe == "original")
-                       & (stored.pretrain == "none")]
+                       & (stored.variant == "none")
+                       & (stored.get("recipe", "original") == "original")
+                       & (stored.get("pretrain", "none") == "none")]
         ranking = pd.DataFrame(columns=["model", "n", "accuracy", "balanced_accuracy", "auc"])
         if len(plain):
             cv = summarise(plain, n_boot=200).query("set == 'cv'")
@@ -626,6 +630,7 @@ class Study:
         """
         from . import fair
         from .features import masked_voxels
+        from .recipes import get_recipe
         from .svm import DecoderOnArrays
 
         p, maps = self.profile, ("gm",)
@@ -657,12 +662,16 @@ class Study:
         levers += [("architecture", name(m), name(o)) for m in modern for o in originals]
         levers += [("pretraining", name(f, "age"), name(f)) for f in pretrained]
         paired = fair.paired_comparisons(groups, summary, levers)
+        members = len(get_recipe("modern").seeds()[:p.fair_ensemble or None])
         return {
             "description": (
                 f"Grey matter, {p.n_folds}-fold CV x {p.n_repeats} repeat(s), the same folds "
                 f"for every model. Faithful families: {', '.join(faithful)} (stored records "
                 f"of chapters 4-6). Modern recipe ({p.fair_epochs or p.epochs} epochs at "
-                f"most): {', '.join((*modern, *originals))}; pretrained on age: "
+                f"most, an ensemble of {members} seed(s)): "
+                f"{', '.join((*modern, *originals))}; "
+                f"pretrained on age (older or younger than the fold's median age, then "
+                f"fine-tuned): "
                 f"{', '.join(pretrained) or 'none'}. Linear models: "
                 f"{', '.join(fair.LINEAR_FAMILIES)} (chapter 2)."),
             "summary": summary, "paired": paired.round(4),

@@ -59,6 +59,8 @@ def configure_tensorflow(intra_threads: int | None = None, inter_threads: int = 
     except RuntimeError:  # already initialised by an earlier op: keep its settings
         pass
     tf.config.experimental.enable_op_determinism()
+    # an ensemble builds one network per seed: TensorFlow's retracing notice is expected
+    tf.get_logger().setLevel("ERROR")
     _TF_CONFIGURED = True
 
 
@@ -83,6 +85,8 @@ class FitSpec:
     recipe: str = DEFAULT_RECIPE
     #: a task of `PRETRAIN_TASKS` trained before the diagnosis, "none" for none
     pretrain: str = "none"
+    #: ensemble members trained: the first `ensemble` of the recipe's seeds (0: all)
+    ensemble: int = 0
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -94,21 +98,26 @@ class FitSpec:
         if self.pretrain not in PRETRAIN_TASKS:
             raise ValueError(f"pretrain must be one of {PRETRAIN_TASKS}, got "
                              f"{self.pretrain!r}.")
+        if self.ensemble < 0:
+            raise ValueError(f"ensemble must be 0 (all the recipe's seeds) or more, got "
+                             f"{self.ensemble}.")
         if self.recipe != DEFAULT_RECIPE and self.protocol != "inner":
             raise ValueError(f"Recipe {self.recipe!r} selects on the inner validation split; "
                              "use protocol='inner'.")
 
     def as_dict(self) -> dict:
-        """The spec as its result key holds it; the default recipe and no pretraining are
-        left out, so fits made before either existed keep their keys."""
+        """The spec as its result key holds it; the default recipe, no pretraining and the
+        recipe's whole ensemble are left out, so fits made before they existed keep their
+        keys."""
         d = asdict(self)
         d["maps"] = list(self.maps)
         if self.recipe == DEFAULT_RECIPE:
             del d["recipe"]
         else:
             d["recipe"] = get_recipe(self.recipe).as_dict()
-        if self.pretrain == "none":
-            del d["pretrain"]
+        for name, default in (("pretrain", "none"), ("ensemble", 0)):
+            if d[name] == default:
+                del d[name]
         return d
 
 
@@ -133,7 +142,7 @@ class Training:
         r = get_recipe(spec.recipe)
         return cls(r, r.epochs or spec.epochs, r.batch_size or spec.batch_size,
                    r.patience if r.patience is not None else spec.patience, r.augment,
-                   r.flips, r.seeds(spec.seed))
+                   r.flips, r.seeds(spec.seed)[:spec.ensemble or None])
 
 
 def _batches(x: dict[str, np.ndarray], y: np.ndarray, spec: FitSpec, seed: int,
