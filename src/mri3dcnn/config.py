@@ -74,7 +74,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=30, batch_size=8, patience=8, fusion_maps=("gm", "fa"),
-        fair_epochs=12, fair_ensemble=1,
+        fair_epochs=10, fair_ensemble=1,
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,
