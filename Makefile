@@ -43,7 +43,7 @@ chapters: env
 
 ## Render the site from the executed chapters.
 site: env
-	$(BIN)/jupyter-book build book/
+	$(BIN)/jupyter-book build -W book/
 
 ## The whole suite, end-to-end book build on the tiny profile included.
 test: env

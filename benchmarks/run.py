@@ -97,7 +97,8 @@ def bench_augmentation(grid, grid_mm: float, n: int = 16) -> float:
 
 
 def bench_generator(grid_mm: float, n: int = 20) -> float:
-    from mri3dcnn.synthetic import generate_cohort, templates
+    from mri3dcnn.space import templates
+    from mri3dcnn.synthetic import generate_cohort
 
     templates(grid_mm)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,17 +16,18 @@
 # Before any deep network, the question every reviewer asks: what does a support vector
 # machine on voxel-based-morphometry features reach on the same folds? Features are the
 # masked voxels of each map (as in the study), all maps concatenated (the multimodal SVM),
-# and the mean of each map in each region of an offline atlas. Every fitted step (scaling,
-# optional ANOVA screening, the choice of C) sits in one scikit-learn Pipeline fitted on
-# training subjects only, with C chosen by an inner cross-validation (nested CV). A
-# classifier that predicts from class frequencies draws the chance line, and nilearn's
-# `Decoder` on the same grey-matter maps and folds is the cross-check.
+# and the mean of each map in each region of an offline atlas, AAL2 {cite:p}`rolls2015`.
+# Every fitted step (scaling, optional ANOVA screening, the choice of C) sits in one
+# scikit-learn {cite:p}`pedregosa2011` Pipeline fitted on training subjects only, with C
+# chosen by an inner cross-validation (nested CV). A classifier that predicts from class
+# frequencies draws the chance line, and nilearn's `Decoder` {cite:p}`abraham2014` on the
+# same grey-matter maps and folds is the cross-check.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-maps = ["gm", "wm", "fa", "md"]
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+maps = ["gm", "wm", "fa", "md"]  # maps compared one by one and concatenated
 
 # %%
 import matplotlib.pyplot as plt
@@ -43,9 +44,10 @@ display(Markdown(svm["description"]))
 # %% [markdown]
 # ## Pooled over folds, with 95 % bootstrap confidence intervals
 # `cv`: each subject predicted once by the model that did not train on it; `independent`:
-# the held-out site, scored by the fold models' majority vote.
+# the held-out site, scored by the fold models' majority vote. {numref}`fig-svm-models`
+# sets every variant against the oracle.
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-svm-models"}}
 display(plots.summary_table(svm["summary"]))
 fig = plots.model_forest(svm["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
@@ -53,8 +55,9 @@ display(Markdown(svm["cross_check"]))
 
 # %% [markdown]
 # ## Per fold
+# {numref}`fig-svm-folds` shows how much one fold's score varies around the pooled one.
 
-# %%
+# %% mystnb={"figure": {"caption": "The grey-matter linear SVM and the chance classifier fold by fold.", "name": "fig-svm-folds"}}
 fig = plots.fold_metrics(svm["per_fold"], study.oracle_accuracy)
 plt.show()
 
@@ -62,13 +65,22 @@ plt.show()
 # ## Where the linear SVM looks
 # The grey-matter SVM refitted on all cross-validation subjects (never the independent
 # site), its weights mapped back into the brain. Weights of a linear model mix signal and
-# noise suppression, so they are a description, not a test; the regions with the largest
-# mean absolute weight are listed with their peak coordinates.
+# noise suppression, so they are a description, not a test ({numref}`fig-svm-weights`);
+# the regions with the largest mean absolute weight are listed with their peak
+# coordinates.
 
-# %%
+# %% mystnb={"figure": {"caption": "Weights of the linear SVM on grey matter, refitted on all cross-validation subjects and scaled to their largest magnitude: slices (top) and glass brain (bottom).", "name": "fig-svm-weights"}}
 weights = study.svm_weights("gm")
 fig = plots.stat_map(weights["weights"], weights["background"], study.grid_mm,
                      "linear SVM weights (grey matter)", threshold=0.3)
 plt.show()
 display(weights["regions"])
 display(Markdown(f"Atlas: {ATLAS_NAME}."))
+
+# %% [markdown]
+# The same weights in three dimensions: click to move through the brain.
+
+# %%
+from mri3dcnn.views import interactive_map
+
+interactive_map(weights["weights"], weights["background"], study.grid_mm, "SVM weights")

@@ -14,7 +14,8 @@
 # # 3. Deep features from 2D ImageNet networks
 #
 # The study's second baseline: slices of each map passed through a 2D network pretrained
-# on ImageNet, frozen, and a linear classifier on top. If 3D networks trained from scratch
+# on ImageNet (by default EfficientNet-Lite0, of the EfficientNet family
+# {cite:p}`tan2019`), frozen, and a linear classifier on top. If 3D networks trained from scratch
 # on a few hundred subjects do not beat this, the third dimension buys nothing.
 #
 # For each subject and map, the central slice of each axis and its neighbours are scaled
@@ -25,12 +26,13 @@
 # every other model. Features are cached per backbone, map and slicing.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-backbones = ["efficientnet_lite0", "vgg16", "resnet50", "inceptionv3"]
-maps = None  # default: the profile's fusion maps
-n_per_axis = 3
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+backbones = ["efficientnet_lite0", "vgg16", "resnet50",
+             "inceptionv3"]  # ImageNet backbones tried; one without weights is skipped
+maps = None  # maps to extract slices from; None: the profile's fusion maps
+n_per_axis = 3  # slices per axis through each volume
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,25 +52,28 @@ maps = maps or list(study.profile.fusion_maps)
 # it must recognise photographs: two of scikit-image's sample images, classified.
 
 # %%
-display(p2d.photo_check(study.cache_dir))
-display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*."))
+display(p2d.photo_predictions(p2d.imagenet_lite0(study.cache_dir)).round(3))
+display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*. Inputs are scaled as the "
+                 f"weights expect: {p2d.PREPROCESSING['efficientnet_lite0']}."))
 
 # %% [markdown]
 # ## One subject's slices as the backbone sees them
+# {numref}`fig-2d-slices` shows the images the backbone is given for one subject.
 
-# %%
+# %% mystnb={"figure": {"caption": "One subject's central slices of each axis, as the backbone receives them (first map).", "name": "fig-2d-slices"}}
 images = p2d.subject_images(study.arrays(maps)[maps[0]][0], maps[0], n_per_axis)
 fig = plots.slice_grid(images, n_per_axis)
 plt.show()
 
 # %% [markdown]
 # ## Features and classification
+# {numref}`fig-2d-models` compares the classifiers on these features with the oracle.
 
 # %%
 features = study.pretrained_2d_chapter(backbones, maps, n_per_axis)
 display(features["status"])
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-2d-models"}}
 display(plots.summary_table(features["summary"]))
 fig = plots.model_forest(features["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()

@@ -21,15 +21,17 @@
 # One thing differs from the published notebooks, on purpose: the epoch kept is chosen on a
 # validation split of the **training subjects only**, with early stopping. The original
 # kept the epoch with the best accuracy on the held-out fold itself, which selects the
-# model on its test data; chapter 7 measures what that costs. Voxel-wise intensity
+# model on its test data, a leak common in the literature {cite:p}`wen2020`; chapter 7
+# measures what that costs. The models are built with Keras {cite:p}`chollet2015keras` on
+# TensorFlow {cite:p}`abadi2016`. Voxel-wise intensity
 # normalisation is fitted on the training subjects of each fold.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-models = None  # default: the profile's Sequential depths
-map_sets = None  # default: the profile's map sets
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+models = None  # Sequential families to train; None: the profile's depths
+map_sets = None  # lists of maps, one model each; None: the profile's map sets
 
 # %%
 from IPython.display import Markdown, display

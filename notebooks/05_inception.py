@@ -22,11 +22,11 @@
 # Training and selection are those of chapter 4: epochs chosen on training subjects only.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-models = ["inception_1", "inception_2"]
-map_sets = None  # default: the profile's map sets
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+models = ["inception_1", "inception_2"]  # Inception families to train
+map_sets = None  # lists of maps, one model each; None: the profile's map sets
 
 # %%
 from IPython.display import Markdown, display

@@ -25,11 +25,11 @@
 # show the difference.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-map_sets = None  # default: the profile's map sets
-models = ["inception_resnet_1", "inception_resnet_2"]
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+map_sets = None  # lists of maps, one model each; None: the profile's map sets
+models = ["inception_resnet_1", "inception_resnet_2"]  # families to train
 
 # %%
 from IPython.display import Markdown, display

@@ -23,15 +23,16 @@
 # - **channel fusion**: the maps stacked as channels of one branch;
 # - **late fusion**: the single-map models' probabilities averaged.
 #
-# Then the selection flaw of the published notebooks, measured: the same family and folds,
-# with the epoch kept by its accuracy on the held-out fold itself.
+# {numref}`fig-fusion-models` sets them side by side. Then the selection flaw of the
+# published notebooks, measured: the same family and folds, with the epoch kept by its
+# accuracy on the held-out fold itself.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-family = None  # default: the best family on grey matter in chapters 4-6
-maps = None  # default: the profile's fusion maps
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+family = None  # CNN family fused; None: the best on grey matter in chapters 4-6
+maps = None  # maps fused; None: the profile's fusion maps
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,7 +47,7 @@ display(ranking)
 display(Markdown(f"Family compared here: **{family}** (maps: "
                  f"{', '.join(maps or study.profile.fusion_maps)})."))
 
-# %%
+# %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-fusion-models"}}
 fusion = study.fusion_chapter(family, maps)
 display(plots.summary_table(fusion["summary"]))
 fig = plots.model_forest(fusion["summary"], "balanced_accuracy", study.oracle_accuracy)
@@ -64,9 +65,10 @@ display(fusion["paired"])
 # ## The published protocol: selecting the epoch on the test fold
 # Same family, grey matter, same folds. The published notebooks trained on all training
 # subjects and kept the epoch whose accuracy on the **held-out fold** was best; ours keeps
-# the epoch with the lowest loss on a validation split of the training subjects.
+# the epoch with the lowest loss on a validation split of the training subjects
+# ({numref}`fig-fusion-protocol`).
 
-# %%
+# %% mystnb={"figure": {"caption": "Held-out accuracy with the epoch chosen on the held-out fold (the published protocol) beside the epoch chosen on training subjects only.", "name": "fig-fusion-protocol"}}
 protocol = study.protocol_chapter(family)
 fig = plots.protocol_comparison(protocol["per_fold"], protocol["inflation"])
 plt.show()

@@ -19,17 +19,18 @@
 # each method can be scored against the planted regions rather than admired.
 #
 # Methods: the vanilla **gradient**, **SmoothGrad** (gradients averaged over noisy
-# copies), **integrated gradients** (from the average training subject), **3D Grad-CAM**
-# (last convolution of each branch) and **occlusion** (a sliding cube set to the training
-# mean). Group maps average the absolute saliency of correctly classified patients among
+# copies) {cite:p}`smilkov2017`, **integrated gradients** (from the average training
+# subject) {cite:p}`sundararajan2017`, **3D Grad-CAM** (last convolution of each branch)
+# {cite:p}`selvaraju2017` and **occlusion** (a sliding cube set to the training mean). Group maps average the absolute saliency of correctly classified patients among
 # each fold's *held-out* subjects, then across folds; models never explain subjects they
 # trained on.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-methods = ["gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion"]
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+methods = ["gradient", "smoothgrad", "integrated_gradients", "gradcam",
+           "occlusion"]  # saliency methods compared (mri3dcnn.saliency.METHODS)
 
 # %%
 import matplotlib.pyplot as plt
@@ -49,7 +50,7 @@ display(Markdown(sal["description"]))
 # planted grey-matter regions (0.5 is chance), and the share of the top 1 % voxels that
 # fall inside them (against the regions' own share of the brain).
 
-# %%
+# %% mystnb={"figure": {"caption": "Localisation of each saliency method and family against the planted regions: voxel AUC, share of the top 1 % voxels inside the regions, and share of planted regions among the five most salient atlas regions.", "name": "fig-saliency-localisation"}}
 display(sal["localisation"])
 fig = plots.localisation_heatmaps(sal["localisation"])
 plt.show()
@@ -57,8 +58,10 @@ display(Markdown(sal["best_text"]))
 
 # %% [markdown]
 # ## The best map, its regions and the planted ones
+# {numref}`fig-saliency-best` shows the best-localised method's group map; below it, the
+# same map in three dimensions.
 
-# %%
+# %% mystnb={"figure": {"caption": "The best-localised group saliency map, scaled to its maximum: slices (top) and glass brain (bottom).", "name": "fig-saliency-best"}}
 fig = plots.stat_map(sal["best_map"], sal["background"], study.grid_mm,
                      f"{sal['best']['method']}, {sal['best']['family']}: group saliency "
                      "(scaled)", threshold=0.3)
@@ -67,15 +70,24 @@ display(sal["regions"])
 display(sal["planted_regions"])
 
 # %% [markdown]
-# ## Sanity checks (Adebayo et al. 2018)
-# A saliency method must depend on what the model learned. Cascading randomisation
+# The group map in three dimensions: click to move through the brain.
+
+# %%
+from mri3dcnn.views import interactive_map
+
+interactive_map(sal["best_map"], sal["background"], study.grid_mm, sal["best"]["method"])
+
+# %% [markdown]
+# ## Sanity checks
+# A saliency method must depend on what the model learned {cite:p}`adebayo2018`.
+# Cascading randomisation ({numref}`fig-saliency-randomisation`)
 # shuffles the weights layer by layer from the output down and correlates (Spearman, on
 # absolute values) each method's maps with the trained model's; a method whose maps stay
 # the same passes no information about the model and fails. A model trained on shuffled
 # labels gives the second check. A method passes when both correlations stay below
 # the threshold printed under the table.
 
-# %%
+# %% mystnb={"figure": {"caption": "Cascading randomisation: rank correlation of each method's maps with the trained model's as layers are randomised from the output down.", "name": "fig-saliency-randomisation"}}
 fig = plots.randomisation_curves(sal["randomisation"], sal["best"]["family"])
 plt.show()
 display(sal["sanity"])

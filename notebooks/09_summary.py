@@ -21,10 +21,10 @@
 # bootstraps over subjects.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-metric = "balanced_accuracy"
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+metric = "balanced_accuracy"  # metric of the forest plot of every model (evaluation.METRICS)
 
 # %%
 import matplotlib.pyplot as plt
@@ -39,13 +39,15 @@ display(Markdown(summary["counts"]))
 
 # %% [markdown]
 # ## All models: cross-validation and the independent site
+# The table gives accuracy, balanced accuracy and AUC with their intervals;
+# {numref}`fig-summary-models` draws the same numbers against the oracle.
 
 # %%
 display(plots.ci_table(summary["summary"]))
 display(Markdown("Exported with sensitivity, specificity and every interval: "
                  f"`{summary['export']}`"))
 
-# %%
+# %% mystnb={"figure": {"caption": "Every model side by side: the chosen metric pooled over folds and on the independent site, with 95 % bootstrap intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-summary-models"}}
 fig = plots.model_forest(summary["summary"], metric, study.oracle_accuracy)
 plt.show()
 
@@ -66,11 +68,18 @@ display(plots.fold_models_and_vote(summary["predictions"], summary["summary"]))
 display(summary["comparisons"])
 
 # %% [markdown]
+# (claims)=
 # ## The study's claims, on this cohort
-# Each claim is tested on the stored predictions, with the best model of each kind chosen
-# by cross-validated AUC and compared on the independent site. The verdicts are computed;
-# none is written by hand.
+# Each claim of {cite:t}`hu2020` is tested on the stored predictions, with the best model
+# of each kind chosen by cross-validated AUC and compared on the independent site
+# (DeLong's test {cite:p}`delong1988`, Holm-corrected). The verdicts are computed; none is
+# written by hand, and the landing page shows the same ones.
 
 # %%
 display(summary["claims"])
 display(Markdown(summary["best"]))
+
+# %% tags=["remove-cell"]
+from mri3dcnn.bookpages import glue_claims
+
+glue_claims(summary["claims"], study)

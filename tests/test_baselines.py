@@ -96,3 +96,42 @@ def test_atlas_offline_and_regional_features(tiny_cohort, tmp_path):
     stat[labels == insula] = 5.0
     top = region_table(stat, 8.0, top=3)
     assert top.iloc[0]["region"] == "Insula_L" and top.iloc[0]["peak_x"] < 0
+
+
+def test_decoder_scores_a_subject_without_looking_at_the_others():
+    """No statistic of the test set enters a prediction: a subject scored alone or with
+    the rest of its set gets the same decision value."""
+    from mri3dcnn.svm import DecoderOnArrays
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((6, 6, 6), bool)
+    mask[1:5, 1:5, 1:5] = True
+    y = np.array([0, 1] * 20)
+    X = rng.normal(1.0, 0.2, (40, int(mask.sum()))) + 0.3 * y[:, None]
+    dec = DecoderOnArrays(mask, grid_mm=8.0, screening_percentile=100).fit(X[:30], y[:30])
+    together = dec.decision_function(X[30:])
+    alone = [dec.decision_function(X[i:i + 1])[0] for i in (30, 31)]
+    np.testing.assert_allclose(alone, together[:2], rtol=1e-5)
+    shifted = dec.decision_function(X[30:] + 0.5)  # a whole set shifted is scored shifted
+    assert not np.allclose(shifted, together)
+    # the result key (the repr) names the scaling and changes with the mask
+    assert "training subjects" in repr(dec)
+    other = mask.copy()
+    other[0, 0, 0] = True
+    assert repr(DecoderOnArrays(other, grid_mm=8.0, screening_percentile=100)) != repr(dec)
+
+
+def test_grid_edge_flags_a_choice_at_the_grid_boundary():
+    from mri3dcnn.svm import grid_edge
+
+    X, y, ids, plan = _data()
+    search = linear_svm((1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), inner_folds=3).fit(X, y)
+    c = search.best_params_["svm__C"]
+    assert grid_edge(search) == ({"svm__C": c} if c in (1e-6, 1e-1) else {})
+    edge = linear_svm((1e-6,), inner_folds=3).fit(X, y)  # one value: no edge to speak of
+    assert grid_edge(edge) == {}
+    _, train, test, indep = next(iter_folds(plan))
+    with pytest.warns(UserWarning, match="edge of the search grid"):  # separable: C=100
+        out = fit_predict_sklearn(linear_svm((1e2, 1e3), inner_folds=3), X, y, ids, train,
+                                  test, indep)
+    assert out["info"]["grid_edge"]

@@ -7,7 +7,7 @@ from mri3dcnn.synthetic import read_truth
 def test_synth(tmp_path, capsys):
     effects = tmp_path / "fx.yaml"
     effects.write_text("regions:\n  - {name: r, map: gm, center: [0, 10, 30], radius_mm: 15,"
-                       " effect: -0.5}\n")
+                       " d: -0.5}\n")
     assert main(["synth", "--out", str(tmp_path / "c"), "--subjects", "12", "--seed", "2",
                  "--grid-mm", "10", "--effects", str(effects)]) == 0
     truth = read_truth(tmp_path / "c")

@@ -13,10 +13,12 @@ def _synth(a: argparse.Namespace) -> None:
     from .synthetic import generate_cohort, read_truth
 
     out = generate_cohort(a.out, n_subjects=a.subjects, seed=a.seed, grid_mm=a.grid_mm,
-                          effects=a.effects, n_sites=a.sites, progress=True)
+                          effects=a.effects, n_sites=a.sites, null=a.null, progress=True)
     t = read_truth(out)
-    print(f"{out}: {t['n_subjects']} subjects, {len(t['effects']['regions'])} planted regions, "
-          f"oracle accuracy {t['oracle_accuracy']:.3f}")
+    print(f"{out}: {t['n_subjects']} subjects, {len(t['effects']['regions'])} planted regions"
+          f"{' (null: every effect at zero)' if t['null'] else ''}, oracle accuracy "
+          f"{t['oracle_accuracy']:.3f}, Bayes ceiling (region means) "
+          f"{t['bayes_ceiling']['balanced_accuracy']:.3f}")
 
 
 def _data(a: argparse.Namespace) -> None:
@@ -78,11 +80,25 @@ def _models(a: argparse.Namespace) -> None:
         print(f"{name:20s} {'+'.join(a.maps):12s} {model.count_params():>12,d} parameters")
 
 
+def _study_config(a: argparse.Namespace) -> tuple:
+    """The profile and chapter parameters of `--config FILE`, or of `--profile`."""
+    from .config import ConfigError, get_profile, read_study_config
+
+    if a.config is None:
+        return get_profile(a.profile), None
+    try:
+        cfg = read_study_config(a.config)
+    except ConfigError as err:
+        raise SystemExit(f"mri3dcnn {a.cmd}: {err}") from None
+    return cfg.profile, cfg.parameters()
+
+
 def _book(a: argparse.Namespace) -> None:
     from .runner import build_book, execute_book
 
+    profile, parameters = _study_config(a)
     if not a.no_execute:
-        execute_book(a.profile, chapters=a.chapters or None)
+        execute_book(profile, chapters=a.chapters or None, extra_parameters=parameters)
     if not a.no_build:
         print(f"site: {build_book()}")
 
@@ -90,8 +106,42 @@ def _book(a: argparse.Namespace) -> None:
 def _run(a: argparse.Namespace) -> None:
     from .runner import execute_book
 
-    for p in execute_book(a.profile, chapters=a.chapters):
+    profile, parameters = _study_config(a)
+    for p in execute_book(profile, chapters=a.chapters, extra_parameters=parameters):
         print(p)
+
+
+def _export(a: argparse.Namespace) -> None:
+    from .config import default_paths
+    from .export import ExportError, export_model, select_records
+    from .results import ResultsStore
+
+    profile, parameters = _study_config(a)
+    results = a.results or (parameters or {}).get("results_dir") or default_paths(profile)[
+        "results"]
+    try:
+        records = select_records(ResultsStore(results), a.family, a.maps, a.fusion,
+                                 a.protocol, a.repeat, a.cohort, a.fold)
+        out = export_model(records, a.out)
+    except (ExportError, FileNotFoundError) as err:
+        raise SystemExit(f"mri3dcnn export: {err}") from None
+    print(f"{out}: {'ensemble of folds' if len(records) > 1 else 'fold'} "
+          f"{', '.join(str(r.key['fold']) for r in records)}; see {out / 'MODEL_CARD.md'}")
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from .export import ExportError, predict
+
+    choose = {k: v for k, v in (("ses", a.session), ("space", a.space)) if v}
+    try:
+        table = predict(a.model_dir, a.cohort_dir, a.out, saliency=a.saliency, choose=choose)
+    except ExportError as err:
+        raise SystemExit(f"mri3dcnn predict: {err}") from None
+    for note in table.attrs["notes"]:
+        print(f"note: {note}")
+    print(f"{a.out}: {len(table)} subjects, {(table.predicted_group == 'patient').sum()} "
+          "predicted patients" + (f"; saliency maps in {a.out.with_suffix('')}"
+                                  if a.saliency else ""))
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -113,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--grid-mm", type=float, default=PROFILES["quick"].grid_mm)
     s.add_argument("--sites", type=int, default=3)
     s.add_argument("--effects", type=Path, default=None,
-                   help="YAML with planted regions (name, map, center, radius_mm, effect)")
+                   help="YAML with planted regions (name, map, d, centers, radius_mm) and "
+                        "patient patterns; default: the package's effects.yaml")
+    s.add_argument("--null", action="store_true",
+                   help="the null cohort: same regions and nuisances, every effect at zero")
     s.set_defaults(func=_synth)
 
     d = sub.add_parser("data", help="fetch and verify the files data_manifest.yaml names")
@@ -171,10 +224,43 @@ def main(argv: list[str] | None = None) -> int:
         b = sub.add_parser(name, help=helptext)
         b.add_argument("--profile", default="quick", choices=sorted(PROFILES))
         b.add_argument("--chapters", nargs="*", default=None)
+        b.add_argument("--config", type=Path, default=None,
+                       help="study configuration YAML (profile: NAME, or extends: NAME plus "
+                            "settings; cohort_dir; results_dir); overrides --profile")
         if name == "book":
             b.add_argument("--no-execute", action="store_true")
             b.add_argument("--no-build", action="store_true")
         b.set_defaults(func=func)
+
+    ex = sub.add_parser("export", help="a stored CNN (fold model or fold ensemble) as one "
+                        "folder: .keras with its normalisation, study grid and maps, model card")
+    ex.add_argument("out", type=Path, help="the folder to write")
+    ex.add_argument("--family", required=True, help="CNN family, e.g. sequential_2")
+    ex.add_argument("--maps", nargs="+", default=["gm"])
+    ex.add_argument("--fusion", default=None, choices=["none", "branch", "channel"],
+                    help="default: branch for several maps")
+    ex.add_argument("--protocol", default="inner", choices=["inner", "published"])
+    ex.add_argument("--repeat", type=int, default=0)
+    ex.add_argument("--fold", type=int, default=None,
+                    help="export this fold's model; default: the ensemble of every fold")
+    ex.add_argument("--cohort", default=None,
+                    help="cohort fingerprint, where the store holds fits on several")
+    ex.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    ex.add_argument("--config", type=Path, default=None, help="study configuration YAML")
+    ex.add_argument("--results", type=Path, default=None,
+                    help="results store; default: the profile's or the configuration's")
+    ex.set_defaults(func=_export)
+
+    pd_ = sub.add_parser("predict", help="score new subjects' maps with an exported model")
+    pd_.add_argument("model_dir", type=Path)
+    pd_.add_argument("cohort_dir", type=Path)
+    pd_.add_argument("--out", type=Path, default=Path("predictions.tsv"),
+                     help="TSV of participant_id, probability, predicted_group (+ .json)")
+    pd_.add_argument("--saliency", action="store_true",
+                     help="also write gradient saliency NIfTI maps per subject and map")
+    pd_.add_argument("--session", default=None, help="visit (ses-) where subjects have several")
+    pd_.add_argument("--space", default=None, help="space (space-) where maps have several")
+    pd_.set_defaults(func=_predict)
 
     be = sub.add_parser("bench", help="run benchmarks/run.py")
     be.add_argument("args", nargs=argparse.REMAINDER)

@@ -182,7 +182,7 @@ def protocol_comparison(per_fold: pd.DataFrame, difference: dict,
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The pooled summary as chapters show it: the summary columns, by set then AUC."""
-    from .evaluation import SUMMARY_COLUMNS
+    from .stats import SUMMARY_COLUMNS
 
     return (summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
             .round(3))
@@ -191,7 +191,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 def ci_table(summary: pd.DataFrame,
              metrics=("accuracy", "balanced_accuracy", "auc")) -> pd.DataFrame:
     """One row per model, one column per metric and set: `estimate [low, high]`."""
-    from .evaluation import label
+    from .stats import label
 
     wide = []
     for s, g in summary.groupby("set"):
@@ -205,7 +205,7 @@ def ci_table(summary: pd.DataFrame,
 def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """On the independent site: each model's fold models alone (mean, min, max) beside the
     majority vote the summary reports."""
-    from .evaluation import label, per_fold_metrics
+    from .stats import label, per_fold_metrics
 
     folds = per_fold_metrics(predictions[predictions.set == "independent"])
     if folds.empty:
@@ -218,12 +218,10 @@ def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd
 
 
 def slice_grid(images: np.ndarray, n_per_axis: int) -> plt.Figure:
-    """A backbone's input images (ImageNet-normalised), one row per axis."""
-    from .pretrained2d import IMAGENET_MEAN, IMAGENET_STD
-
+    """A backbone's input pictures (RGB, 0-255, before its own scaling), one row per axis."""
     fig, axes = plt.subplots(3, n_per_axis, figsize=(2.2 * n_per_axis, 6.6))
     for ax, img in zip(axes.flat, images, strict=True):
-        ax.imshow((img * IMAGENET_STD + IMAGENET_MEAN).clip(0, 1))
+        ax.imshow(np.clip(img / 255.0, 0, 1))
         ax.axis("off")
     return fig
 

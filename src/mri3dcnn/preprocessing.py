@@ -28,6 +28,18 @@ class Normaliser:
         return {m: ((np.asarray(a[idx]) - self.mean_[m]) / self.std_[m]).astype(np.float32)
                 for m, a in arrays.items()}
 
+    def as_layer(self, map_name: str, name: str | None = None):
+        """The normalisation of one map as a Keras layer (`models.export_layers.Standardise`)
+        that gives the same float32 numbers as `transform`, for a self-contained model."""
+        from .models.export_layers import Standardise
+
+        mean, std = np.asarray(self.mean_[map_name]), np.asarray(self.std_[map_name])
+        precision = np.result_type(mean, std, np.float32)
+        layer = Standardise(mean.shape, precision=precision.name,
+                            name=name or f"standardise_{map_name}")
+        layer.set_weights([mean.astype(precision)[..., None], std.astype(precision)[..., None]])
+        return layer
+
     def save(self, path: Path) -> None:
         np.savez_compressed(path, **{f"mean_{m}": v for m, v in self.mean_.items()},
                             **{f"std_{m}": v for m, v in self.std_.items()})

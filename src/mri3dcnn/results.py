@@ -9,6 +9,7 @@ parameters reads records and trains nothing.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from .atomic import atomic_directory
 from .config import config_hash
 from .crossval import KEY_FIELDS, OPTIONAL_KEY_FIELDS, display_name, key_field, maps_label
 
+# the packages whose versions can change a stored number; each record keeps them
+VERSIONED_PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "tensorflow-cpu", "keras",
+                      "nilearn", "nibabel")
 PREDICTION_COLUMNS = ("participant_id", "set", "y_true", "score", "pred")
 
 
@@ -55,6 +59,17 @@ class Record:
     def maps_label(self) -> str:
         """The maps as tables show them: `gm+fa`."""
         return maps_label(self.key)
+
+
+def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Installed versions of `names` (absent ones are left out)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def _normalise_key(key: dict) -> dict:
@@ -107,7 +122,8 @@ class ResultsStore:
                 history.to_csv(tmp / "history.tsv", sep="\t", index=False)
             if artifacts is not None:
                 artifacts(tmp)
-            meta = {"key": key, "hash": final.name, "created": time.time(), **(info or {})}
+            meta = {"key": key, "hash": final.name, "created": time.time(),
+                    "versions": package_versions(), **(info or {})}
             (tmp / "record.json").write_text(json.dumps(meta, indent=2, default=str))
         return Record(key=key, path=final, info=meta)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .claims import ranking as claims_ranking
 from .cohort import Cohort
 from .config import Profile, default_paths, get_profile
 from .crossval import (
@@ -191,14 +192,16 @@ class Study:
                                  self.grid_mm, ages=ages))
 
     def sklearn(self, chapter: str, family: str, maps: list[str] | tuple[str, ...],
-                make: Callable, X: np.ndarray, features: str) -> Model:
-        """A scikit-learn estimator (`make()` builds a fresh one) on a feature matrix."""
+                make: Callable, X: np.ndarray, features: str,
+                settings: dict | None = None) -> Model:
+        """A scikit-learn estimator (`make()` builds a fresh one) on a feature matrix;
+        `settings` (what made the features besides the cohort) joins the result key."""
         from .svm import SklearnFit
 
         key = ModelSpec(chapter, family, tuple(maps),
                         fusion="concatenated" if len(maps) > 1 else "none",
                         features=features)
-        return Model(key, SklearnFit(make, X, self.y, self.ids))
+        return Model(key, SklearnFit(make, X, self.y, self.ids, settings or {}))
 
     def late_fusion(self, family: str, single: dict[str, list[Record]]) -> Model:
         """The single-map records of `family` averaged fold by fold."""
@@ -241,7 +244,7 @@ class Study:
                     map_sets: list | tuple | None = None) -> dict:
         """Cross-validate each model on each map set; return what a family chapter shows:
         the records, learning curves, per-fold metrics and pooled summary."""
-        from .evaluation import per_fold_metrics, summarise
+        from .stats import per_fold_metrics, summarise
 
         records = [r for model in models for maps in self.cnn_map_sets(map_sets)
                    for r in self.fit_cnn(model, maps)]
@@ -295,8 +298,8 @@ class Study:
             (the linear SVM and the Decoder on grey matter, as a sentence).
         """
         from .atlas import ATLAS_NAME
-        from .evaluation import per_fold_metrics, summarise
         from .features import masked_voxels, regional_means
+        from .stats import per_fold_metrics, summarise
         from .svm import DecoderOnArrays, chance
 
         p, maps = self.profile, list(maps)
@@ -384,7 +387,7 @@ class Study:
             and `summary` (pooled metrics with CIs of every stored 2D model).
         """
         from . import pretrained2d as p2d
-        from .evaluation import summarise
+        from .stats import summarise
 
         maps = list(maps or self.profile.fusion_maps)
         arrays = self.arrays(maps)
@@ -401,8 +404,9 @@ class Study:
             if len(maps) > 1:
                 sets[tuple(maps)] = np.hstack([feats[m] for m in maps])
             for set_maps, X in sets.items():
+                settings = p2d.feature_settings(name, set_maps, n_per_axis)
                 self.cross_validate(self.sklearn(CHAPTER_2D, f"2d_{name}", set_maps,
-                                                 self.svm(), X, f"{name} slices"))
+                                                 self.svm(), X, f"{name} slices", settings))
             status[name] = (f"run: {feats[maps[0]].shape[1]} features per map and subject; "
                             f"{p2d.weights_source(name)}")
         return {"status": status, "summary": summarise(self.predictions(CHAPTER_2D))}
@@ -412,7 +416,7 @@ class Study:
     def best_cnn_family(self, family: str | None = None) -> tuple[str, pd.DataFrame]:
         """The family chapter 7 compares: the given one, else the best plain family on grey
         matter by cross-validated AUC, else the simplest. Returns it and the ranking."""
-        from .evaluation import summarise
+        from .stats import summarise
 
         stored = self.predictions(CHAPTER_CNN)
         plain = stored[(stored.maps == "gm") & (stored.protocol == "inner")
@@ -422,7 +426,7 @@ class Study:
         ranking = pd.DataFrame(columns=["model", "n", "accuracy", "balanced_accuracy", "auc"])
         if len(plain):
             cv = summarise(plain, n_boot=200).query("set == 'cv'")
-            ranking = ranked(cv)[ranking.columns].round(3)
+            ranking = claims_ranking(cv)[ranking.columns].round(3)
         if family is None:
             family = ranking.iloc[0]["model"] if len(ranking) else DEFAULT_FAMILY
         return family, ranking
@@ -437,7 +441,7 @@ class Study:
             `summary` (pooled metrics with CIs) and `paired` (each fusion minus the best
             single map in balanced accuracy, with a paired bootstrap CI).
         """
-        from .evaluation import paired_difference, summarise
+        from .stats import paired_difference, summarise
 
         maps = list(maps or self.profile.fusion_maps)
         single = {m: self.fit_cnn(family, (m,)) for m in maps}
@@ -448,7 +452,7 @@ class Study:
                                 for r in recs])
         summary = summarise(preds)
         cv = summary[(summary.set == "cv") & summary.maps.isin(maps)]
-        best_map = ranked(cv).iloc[0]["maps"]
+        best_map = claims_ranking(cv).iloc[0]["maps"]
         ref = preds[(preds.model == family) & (preds.maps == best_map)]
         paired = pd.DataFrame([{"fusion": label, "vs single map": best_map,
                                 **paired_difference(predictions_of(recs), ref,
@@ -466,7 +470,7 @@ class Study:
             `per_fold` (metrics of both protocols), `inflation` (published minus ours in
             accuracy, with a paired bootstrap CI) and `text` (that result as a sentence).
         """
-        from .evaluation import paired_difference, per_fold_metrics
+        from .stats import paired_difference, per_fold_metrics
 
         inner = predictions_of(self.fit_cnn(family, maps))
         published = predictions_of(self.fit_cnn(family, maps, protocol="published"))
@@ -532,7 +536,7 @@ class Study:
                  for fam in families}
         loc = sal.localisation_table(group, truth, brain, self.grid_mm)
         best = ({"family": families[0], "method": methods[0]} if loc.empty
-                else ranked(loc).iloc[0].to_dict())
+                else loc.sort_values("auc", ascending=False).iloc[0].to_dict())
         best_map = group[best["family"]][best["method"]]["gm"]
 
         rec = next(r for r in records if r.key["family"] == best["family"])
@@ -693,18 +697,19 @@ class Study:
             independent site, Holm-corrected; empty without one), `claims` and `best`
             (the best cross-validated accuracy against the oracle, when known).
         """
-        from .evaluation import compare_auc, headline_claims, label, summarise
+        from .claims import headline_claims, ranking
+        from .stats import compare_auc, summarise
 
         preds = self.predictions()
         summary = summarise(preds)
         export = self.store.root / "summary.csv"
         summary.to_csv(export, index=False)
-        order = ranked(summary[summary.set == "cv"].assign(label=label))["label"].tolist()
+        order = ranking(summary)["label"].tolist()
         pairs = [(order[0], other) for other in order[1:]]
         has_independent = bool((preds.set == "independent").any())
         comparisons = (compare_auc(preds, pairs, "independent").round(4)
                        if has_independent and pairs else pd.DataFrame())
-        best = ranked(summary[summary.set == "cv"], "accuracy").iloc[0]
+        best = ranking(summary, "accuracy").iloc[0]
         return {
             "predictions": preds, "summary": summary, "export": export,
             "counts": (f"{summary.model.nunique()} models, {preds.hash.nunique()} stored "
@@ -713,8 +718,14 @@ class Study:
             "claims": headline_claims(summary, preds).round(4),
             "best": "" if self.truth is None else (
                 f"Best cross-validated accuracy: **{best.accuracy:.3f}** ({best.model}, "
-                f"{best.maps}); the oracle reaches **{self.oracle_accuracy:.3f}** and no "
-                f"model can exceed **{self.truth['ceiling_accuracy']:.3f}** on this cohort."),
+                f"{best.maps}). The oracle (a classifier given the true region means, "
+                f"cross-validated) reaches **{self.oracle_accuracy:.3f}**; the Bayes "
+                "ceiling of an observer of the region means is "
+                f"**{self.truth['bayes_ceiling']['balanced_accuracy']:.3f}** balanced accuracy "
+                "(an expectation, not a "
+                "bound for models that read whole images); in expectation no classifier "
+                f"exceeds **{self.truth['ceiling_accuracy']:.3f}**, because the unaffected "
+                "patients look exactly like controls."),
         }
 
 
@@ -723,7 +734,3 @@ DEFAULT_FAMILY = "sequential_2"
 #: the original families of chapters 5 and 6, beside the profile's Sequential depths
 FAITHFUL_FAMILIES = ("inception_1", "inception_2", "inception_resnet_1", "inception_resnet_2")
 
-
-def ranked(summary: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
-    """Rows of a summary, best first by `metric`: the one way models are ranked."""
-    return summary.sort_values(metric, ascending=False)

@@ -21,10 +21,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from .config import Profile
 from .crossval import Unit
 
 
-def linear_svm(C_grid=(1e-4, 1e-3, 1e-2, 1e-1), inner_folds: int = 3, seed: int = 0,
+def linear_svm(C_grid=Profile.svm_C, inner_folds: int = 3, seed: int = 0,
                kernel: str = "linear", screening_percentile: float | None = None
                ) -> BaseEstimator:
     """Standardise, optionally keep the top ANOVA features, then an SVM with C chosen by
@@ -40,9 +41,29 @@ def linear_svm(C_grid=(1e-4, 1e-3, 1e-2, 1e-1), inner_folds: int = 3, seed: int 
                         cv=StratifiedKFold(inner_folds, shuffle=True, random_state=seed))
 
 
+def grid_edge(search: BaseEstimator) -> dict[str, object]:
+    """The searched parameters whose chosen value is the smallest or largest of a numeric
+    grid: there the search may have wanted a value outside the grid."""
+    if not hasattr(search, "best_params_"):
+        return {}
+    grids = search.param_grid if isinstance(search.param_grid, list) else [search.param_grid]
+    out = {}
+    for name, value in search.best_params_.items():
+        values = [v for g in grids for v in g.get(name, []) if isinstance(v, int | float)]
+        if len(values) > 1 and isinstance(value, int | float) and value in (min(values),
+                                                                           max(values)):
+            out[name] = value
+    return out
+
+
 class DecoderOnArrays(ClassifierMixin, BaseEstimator):
     """nilearn's Decoder (ANOVA screening + SVC with its own inner CV) behind the
-    scikit-learn contract, taking masked-voxel rows so it runs on our folds."""
+    scikit-learn contract, taking masked-voxel rows so it runs on our folds.
+
+    The Decoder's masker would standardise every set it is given with that set's own mean
+    and s.d. (test folds and the independent site included); here its standardisation is
+    off and a StandardScaler fitted on the training subjects scales every set.
+    """
 
     def __init__(self, mask: np.ndarray | None = None, grid_mm: float = 6.0,
                  screening_percentile: float = 20, seed: int = 0):
@@ -50,6 +71,16 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
         self.grid_mm = grid_mm
         self.screening_percentile = screening_percentile
         self.seed = seed
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """Every setting in full (the mask by its hash): results are keyed by this text."""
+        import hashlib
+
+        mask = (hashlib.sha256(np.ascontiguousarray(self.mask).tobytes()).hexdigest()[:16]
+                if self.mask is not None else None)
+        return (f"DecoderOnArrays(mask_sha256={mask}, grid_mm={self.grid_mm}, "
+                f"screening_percentile={self.screening_percentile}, seed={self.seed}, "
+                "scaling=StandardScaler fitted on training subjects, masker standardize=False)")
 
     def _images(self, X):
         from nilearn.masking import unmask
@@ -64,22 +95,25 @@ class DecoderOnArrays(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         from nilearn.decoding import Decoder
 
+        self.scaler_ = StandardScaler().fit(X)
         self.decoder_ = Decoder(estimator="svc", mask=self._mask_image(),
                                 cv=StratifiedKFold(3, shuffle=True, random_state=self.seed),
                                 screening_percentile=self.screening_percentile,
-                                scoring="balanced_accuracy", standardize="zscore_sample")
+                                scoring="balanced_accuracy", standardize=False)
         with warnings.catch_warnings():  # voxels at the mask's edge can be constant in a fold
             warnings.filterwarnings("ignore", message="Features .* are constant")
             warnings.filterwarnings("ignore", message="invalid value encountered in divide")
-            self.decoder_.fit(self._images(X), np.asarray(y))
+            self.decoder_.fit(self._images(self.scaler_.transform(X)), np.asarray(y))
         self.classes_ = np.unique(y)
         return self
 
     def decision_function(self, X):
-        return np.asarray(self.decoder_.decision_function(self._images(X))).ravel()
+        return np.asarray(self.decoder_.decision_function(
+            self._images(self.scaler_.transform(X)))).ravel()
 
     def predict(self, X):
-        return np.asarray(self.decoder_.predict(self._images(X))).astype(int)
+        return np.asarray(self.decoder_.predict(
+            self._images(self.scaler_.transform(X)))).astype(int)
 
 
 def chance() -> BaseEstimator:
@@ -115,6 +149,10 @@ def fit_predict_sklearn(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray, 
     info = {}
     if hasattr(est, "best_params_"):
         info["best_params"] = est.best_params_
+        info["grid_edge"] = grid_edge(est)
+        if info["grid_edge"]:
+            warnings.warn(f"Chosen at the edge of the search grid: {info['grid_edge']}; "
+                          "extend the grid (Profile.svm_C) past it.", stacklevel=2)
     return {"predictions": pd.DataFrame(rows), "info": info, "estimator": est}
 
 
@@ -127,9 +165,14 @@ class SklearnFit:
     X: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     ids: list[str] = field(repr=False)
+    #: what made `X` besides the cohort (e.g. a backbone's weights and preprocessing)
+    settings: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
-        return {"estimator": repr(self.make())}
+        described = {"estimator": repr(self.make())}
+        if self.settings:
+            described["features"] = self.settings
+        return described
 
     def fit_predict(self, unit: Unit) -> dict:
         out = fit_predict_sklearn(self.make(), self.X, self.y, self.ids, unit.train,

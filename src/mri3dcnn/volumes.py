@@ -18,20 +18,13 @@ from tqdm import tqdm
 
 from .atomic import save_npy
 from .cohort import Cohort
-from .config import study_grid
+from .space import brain_mask, study_grid, to_grid, to_image  # noqa: F401  (re-exported)
 
 CACHE_VERSION = "1"
 
 
 class VolumeError(ValueError):
     """A map that cannot be used; the message names the subject, the file and the fix."""
-
-
-def brain_mask(grid_mm: float) -> np.ndarray:
-    """MNI152 brain mask on the study grid (boolean)."""
-    from .synthetic import templates
-
-    return templates(float(grid_mm)).brain > 0
 
 
 def load_checked(path: str | Path, subject: str = "?", map_name: str = "?") -> nib.Nifti1Image:
@@ -63,19 +56,6 @@ def load_checked(path: str | Path, subject: str = "?", map_name: str = "?") -> n
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise VolumeError(f"{where}: the affine is singular or not finite; fix the header.")
     return nib.Nifti1Image(data, affine)
-
-
-def to_grid(img: nib.Nifti1Image, grid_mm: float, interpolation: str = "continuous") -> np.ndarray:
-    """Resample an image onto the study grid; a no-op when it is already there."""
-    affine, shape = study_grid(grid_mm)
-    if img.shape == tuple(shape) and np.allclose(img.affine, affine, atol=1e-3):
-        return np.asarray(img.dataobj, dtype=np.float32)
-    from nilearn import image
-
-    out = image.resample_img(img, target_affine=affine, target_shape=shape,
-                             interpolation=interpolation, force_resample=True,
-                             copy_header=True)
-    return np.asarray(out.get_fdata(), dtype=np.float32)
 
 
 _HASHES: dict[tuple, str] = {}
@@ -139,12 +119,6 @@ def load_maps(cohort: Cohort, maps: list[str] | tuple[str, ...], grid_mm: float,
               cache_dir: str | Path, progress: bool = True) -> dict[str, np.ndarray]:
     """`load_map` for several maps."""
     return {m: load_map(cohort, m, grid_mm, cache_dir, progress) for m in maps}
-
-
-def to_image(volume: np.ndarray, grid_mm: float) -> nib.Nifti1Image:
-    """A study-grid array back as a NIfTI image, for nilearn plots and saving."""
-    affine, _ = study_grid(grid_mm)
-    return nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine)
 
 
 def qc_table(arrays: dict[str, np.ndarray], ids: list[str], mask: np.ndarray) -> pd.DataFrame:
