@@ -30,13 +30,13 @@
 # runs the whole comparison with the recipe's three seeds.
 
 # %% tags=["parameters"]
-profile = "quick"
-cohort_dir = None
-results_dir = None
-faithful = None  # default: the families of chapters 4-6
-modern = None  # default: the profile's modern nets
-modern_recipe_originals = None  # default: the profile's original families with the modern recipe
-pretrained = None  # default: the profile's pretrained modern nets
+profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
+cohort_dir = None  # BIDS-derivatives cohort; None: the profile's synthetic one
+results_dir = None  # results store; None: results/<profile>/ in the project
+faithful = None  # original families as published; None: those of chapters 4-6
+modern = None  # modern nets, modern recipe; None: the profile's fair_modern
+modern_recipe_originals = None  # original families, modern recipe; None: fair_originals
+pretrained = None  # modern nets pretrained on age; None: the profile's fair_pretrained
 
 # %%
 import matplotlib.pyplot as plt
@@ -73,9 +73,10 @@ plt.show()
 
 # %% [markdown]
 # ## Paired comparisons
-# Accuracy of `a` minus accuracy of `b` on the same subjects, with a paired bootstrap 95 %
-# interval and p-value: the best modern CNN against the best linear model and the best
-# faithful family, then each lever on its own.
+# Accuracy of `a` minus accuracy of `b` on the same subjects and folds, with a 95 %
+# interval and p-value from the corrected repeated cross-validation t-test (which accounts
+# for the overlap of training sets between folds): the best CNN trained the modern way
+# against the best linear model and the best faithful family, then each lever on its own.
 
 # %%
 display(res["paired"])

@@ -134,7 +134,7 @@ def test_the_verdict_is_computed_from_the_table(cnn, words):
     paired = pd.DataFrame([{"comparison": "recipe", "lever": "recipe",
                             "a": "sequential_2-modern", "b": "sequential_2",
                             "difference": 0.05, "ci_low": -0.1, "ci_high": 0.2,
-                            "p_value": 0.4, "n": 24}])
+                            "p_value": 0.4, "n": 24, "test": "corrected t"}])
     text = fair.verdict(summary, paired, groups)
     assert words in text and "nilearn_decoder (0.700)" in text
     assert "Recipe moved accuracy by +5.0 points" in text

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .evaluation import paired_difference, summarise
 from .results import Record, predictions_of
+from .stats import paired_difference, summarise
 
 #: the linear models of chapter 2 the CNNs are held against (grey-matter voxels)
 LINEAR_FAMILIES = ("svm_linear", "nilearn_decoder")
@@ -24,7 +24,7 @@ LINEAR_FAMILIES = ("svm_linear", "nilearn_decoder")
 WITHIN = 0.03
 #: the columns of the paired comparisons table
 PAIRED_COLUMNS = ["comparison", "lever", "a", "b", "difference", "ci_low", "ci_high",
-                  "p_value", "n"]
+                  "p_value", "n", "test"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ def _best(summary: pd.DataFrame, names) -> str | None:
 
 def paired_comparisons(groups: Groups, summary: pd.DataFrame,
                        levers: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """Accuracy differences on the same subjects (paired bootstrap CI and p-value).
+    """Accuracy differences on the same subjects and folds, by the test `stats` uses for
+    cross-validation (the corrected repeated-CV t-test).
 
     The best modern CNN against the best linear model and the best faithful family, then
     each lever `(lever, a, b)`: `a` minus `b`.
@@ -95,7 +96,7 @@ def verdict(summary: pd.DataFrame, paired: pd.DataFrame, groups: Groups) -> str:
     for row in paired[paired.lever != "verdict"].itertuples():
         lines.append(f"{row.lever.capitalize()} moved accuracy by {100 * row.difference:+.1f} "
                      f"points ({row.a} minus {row.b}; 95 % CI {100 * row.ci_low:+.1f} to "
-                     f"{100 * row.ci_high:+.1f}, paired bootstrap p = {row.p_value:.3f}).")
+                     f"{100 * row.ci_high:+.1f}, p = {row.p_value:.3f}, {row.test}).")
     missing = sorted({"recipe", "architecture", "pretraining"} - set(paired.lever))
     if missing:
         lines.append(f"Not measured on this profile: {', '.join(missing)} (no model trained "
