@@ -67,7 +67,7 @@ display(Markdown(res["verdict"]))
 # %%
 display(plots.summary_table(res["summary"]))
 
-# %%
+# %% mystnb={"figure": {"caption": "Cross-validated and independent-site accuracy of the faithful families, the CNNs trained the modern way and the linear models, with 95 % intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-fair-models"}}
 fig = plots.model_forest(res["summary"], "accuracy", study.oracle_accuracy)
 plt.show()
 
@@ -86,7 +86,7 @@ display(res["paired"])
 # One line per fold and ensemble member; with early stopping, the curves end where the
 # validation loss stopped improving for the recipe's patience.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training and validation loss of the CNNs trained the modern way, one line per fold and ensemble member.", "name": "fig-fair-curves"}}
 fig = plots.learning_curves(res["histories"])
 plt.show()
 
