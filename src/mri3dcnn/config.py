@@ -54,6 +54,16 @@ class Profile:
     saliency_subjects: int = 5
     #: of those, how many occlusion explains (a forward pass per cube)
     occlusion_subjects: int = 2
+    #: chapter 10: modern nets trained with the modern recipe
+    fair_modern: tuple[str, ...] = ("sfcn",)
+    #: chapter 10: original families also trained with the modern recipe
+    fair_originals: tuple[str, ...] = ()
+    #: chapter 10: modern nets pretrained on age before the diagnosis
+    fair_pretrained: tuple[str, ...] = ()
+    #: epochs of a modern-recipe fit (0: `epochs`)
+    fair_epochs: int = 0
+    #: ensemble members of a modern-recipe fit: the first seeds of the recipe (0: all)
+    fair_ensemble: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,11 +90,13 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
-        fusion_maps=("gm", "fa"), n_permutations=19,
+        fusion_maps=("gm", "fa"), n_permutations=19, fair_originals=("sequential_2",),
+        fair_pretrained=("sfcn",), fair_ensemble=2,
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=30, batch_size=8, patience=8, fusion_maps=("gm", "fa"),
+        fair_epochs=10, fair_ensemble=1,
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,
@@ -92,6 +104,8 @@ PROFILES: dict[str, Profile] = {
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
         saliency_subjects=20, occlusion_subjects=10, n_permutations=999, n_permutations_cnn=19,
+        fair_modern=("sfcn", "resnet3d"), fair_originals=("sequential_2", "inception_1"),
+        fair_pretrained=("sfcn",),
     ),
 }
 
@@ -116,7 +130,7 @@ COHORT_SETTINGS = ("n_subjects", "n_sites", "grid_mm", "cohort_seed")
 #: the least value of integer settings that have one
 _MINIMUM = {"n_subjects": 4, "n_sites": 1, "n_folds": 2, "n_repeats": 1, "epochs": 1,
             "batch_size": 1, "patience": 0, "svm_inner_folds": 2, "saliency_subjects": 0,
-            "occlusion_subjects": 0}
+            "occlusion_subjects": 0, "fair_epochs": 0, "fair_ensemble": 0}
 
 
 class ConfigError(ValueError):

@@ -43,6 +43,9 @@ PROTOCOLS = ("inner", "published")
 #: the explicit fields of a record key, in the order tables show them
 KEY_FIELDS = ("chapter", "family", "maps", "fusion", "protocol", "variant", "features",
               "fold", "repeat", "seed")
+#: key fields a record holds only when they differ from their default (the training
+#: recipe and the pretraining task), so records made before they existed keep their keys
+OPTIONAL_KEY_FIELDS = {"recipe": "original", "pretrain": "none"}
 
 
 class Estimator(Protocol):
@@ -74,6 +77,8 @@ class ModelSpec:
     variant: str = "none"
     features: str = "volumes"
     seed: int = 0
+    recipe: str = OPTIONAL_KEY_FIELDS["recipe"]
+    pretrain: str = OPTIONAL_KEY_FIELDS["pretrain"]
 
     def __post_init__(self) -> None:
         for name, value, valid in (("fusion", self.fusion, FUSIONS),
@@ -87,7 +92,9 @@ class ModelSpec:
     def fields(self) -> dict:
         return {"chapter": self.chapter, "family": self.family, "maps": list(self.maps),
                 "fusion": self.fusion, "protocol": self.protocol, "variant": self.variant,
-                "features": self.features, "seed": self.seed}
+                "features": self.features, "seed": self.seed,
+                **{f: getattr(self, f) for f, default in OPTIONAL_KEY_FIELDS.items()
+                   if getattr(self, f) != default}}
 
 
 @dataclass(frozen=True)
@@ -117,14 +124,24 @@ class Unit:
 
 
 def display_name(key: dict) -> str:
-    """The label tables show: the family, plus the fusion when it is not the model's own
-    and the variant when there is one. Built from the fields, never parsed back."""
+    """The label tables show: the family, plus the fusion when it is not the model's own,
+    the variant when there is one, the recipe when it is not the original and the
+    pretraining task when there is one. Built from the fields, never parsed back."""
     name = key["family"]
     if key.get("fusion", "none") not in PLAIN_FUSIONS:
         name += f"-{key['fusion']}"
     if key.get("variant", "none") != "none":
         name += f"-{key['variant']}"
+    if key_field(key, "recipe") != OPTIONAL_KEY_FIELDS["recipe"]:
+        name += f"-{key['recipe']}"
+    if key_field(key, "pretrain") != OPTIONAL_KEY_FIELDS["pretrain"]:
+        name += f"-pretrained-{key['pretrain']}"
     return name
+
+
+def key_field(key: dict, name: str):
+    """A key's field, with the default of an optional field the key leaves out."""
+    return key.get(name, OPTIONAL_KEY_FIELDS.get(name))
 
 
 def maps_label(key: dict) -> str:

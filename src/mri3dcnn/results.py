@@ -20,7 +20,7 @@ import pandas as pd
 
 from .atomic import atomic_directory
 from .config import config_hash
-from .crossval import KEY_FIELDS, display_name, maps_label
+from .crossval import KEY_FIELDS, OPTIONAL_KEY_FIELDS, display_name, key_field, maps_label
 
 # the packages whose versions can change a stored number; each record keeps them
 VERSIONED_PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "tensorflow-cpu", "keras",
@@ -158,7 +158,7 @@ class ResultsStore:
 
 #: what `predictions_of` adds to each prediction: the key's fields, the model's label and
 #: the record's hash
-RECORD_COLUMNS = ("model", *KEY_FIELDS, "hash")
+RECORD_COLUMNS = ("model", *KEY_FIELDS, *OPTIONAL_KEY_FIELDS, "hash")
 
 
 def predictions_of(records: list[Record]) -> pd.DataFrame:
@@ -174,14 +174,14 @@ def predictions_of(records: list[Record]) -> pd.DataFrame:
         One row per subject and record: `participant_id`, `set`, `y_true`, `score`,
         `pred`, then `model` (the label, `crossval.display_name`), every key field
         (`chapter`, `family`, `maps`, `fusion`, `protocol`, `variant`, `features`, `fold`,
-        `repeat`, `seed`) and the record's `hash`.
+        `repeat`, `seed`, `recipe`, `pretrain`) and the record's `hash`.
     """
     frames = []
     for rec in records:
         df = rec.predictions
         df["model"] = rec.name
-        for f in KEY_FIELDS:
-            df[f] = rec.maps_label if f == "maps" else rec.key[f]
+        for f in (*KEY_FIELDS, *OPTIONAL_KEY_FIELDS):
+            df[f] = rec.maps_label if f == "maps" else key_field(rec.key, f)
         df["hash"] = rec.info["hash"]
         frames.append(df)
     if not frames:

@@ -31,6 +31,7 @@ from .crossval import (
     Model,
     ModelSpec,
     cross_validate,
+    display_name,
     unit_keys,
 )
 from .maps import MAPS
@@ -163,19 +164,32 @@ class Study:
         return unit_keys(model.spec, model.estimator, self.plan, self.context)
 
     def cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
-            protocol: str = "inner", variant: str = "none") -> Model:
-        """A CNN family with the profile's training budget, under the CNN chapters' key."""
+            protocol: str = "inner", variant: str = "none", recipe: str = "original",
+            pretrain: str = "none") -> Model:
+        """A CNN family with the profile's training budget, under the CNN chapters' key.
+
+        A recipe other than the original trains for the profile's `fair_epochs` (its
+        `epochs` when unset) with its `fair_ensemble` members; `pretrain="age"` pretrains
+        on age first (`training`).
+        """
         from .training import CNNFit, FitSpec
 
         p = self.profile
-        spec = FitSpec(model=family, maps=tuple(maps), epochs=p.epochs,
+        original = recipe == "original"
+        epochs = p.epochs if original else (p.fair_epochs or p.epochs)
+        spec = FitSpec(model=family, maps=tuple(maps), epochs=epochs,
                        batch_size=p.batch_size, patience=p.patience, seed=p.seed,
-                       protocol=protocol, fusion=fusion, augment=p.augment, variant=variant)
+                       protocol=protocol, fusion=fusion, augment=p.augment, variant=variant,
+                       recipe=recipe, pretrain=pretrain,
+                       ensemble=0 if original else p.fair_ensemble)
         key = ModelSpec(CHAPTER_CNN, family, tuple(maps),
                         fusion=fusion if len(maps) > 1 else "none", protocol=protocol,
-                        variant=variant, features="volumes", seed=p.seed)
+                        variant=variant, features="volumes", seed=p.seed, recipe=recipe,
+                        pretrain=pretrain)
+        ages = (self.cohort.participants["age"].to_numpy(float) if pretrain != "none"
+                else None)
         return Model(key, CNNFit(spec, self.arrays(spec.maps), self.y, self.ids,
-                                 self.grid_mm))
+                                 self.grid_mm, ages=ages))
 
     def sklearn(self, chapter: str, family: str, maps: list[str] | tuple[str, ...],
                 make: Callable, X: np.ndarray, features: str,
@@ -197,10 +211,12 @@ class Study:
 
     def fit_cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
                 protocol: str = "inner", variant: str = "none",
-                folds: list[int] | None = None) -> list[Record]:
+                folds: list[int] | None = None, recipe: str = "original",
+                pretrain: str = "none") -> list[Record]:
         """`cross_validate(cnn(...))`. All CNN chapters store under one chapter key, so a
         model trained for one chapter is reused, not retrained, by the next."""
-        return self.cross_validate(self.cnn(family, maps, fusion, protocol, variant), folds)
+        return self.cross_validate(self.cnn(family, maps, fusion, protocol, variant, recipe,
+                                            pretrain), folds)
 
     # --- what the chapters show --------------------------------------------------------
 
@@ -414,7 +430,9 @@ class Study:
 
         stored = self.predictions(CHAPTER_CNN)
         plain = stored[(stored.maps == "gm") & (stored.protocol == "inner")
-                       & (stored.variant == "none")]
+                       & (stored.variant == "none")
+                       & (stored.get("recipe", "original") == "original")
+                       & (stored.get("pretrain", "none") == "none")]
         ranking = pd.DataFrame(columns=["model", "n", "accuracy", "balanced_accuracy", "auc"])
         if len(plain):
             cv = summarise(plain, n_boot=200).query("set == 'cv'")
@@ -481,6 +499,7 @@ class Study:
         plan order."""
         recs = [r for r in self.records(CHAPTER_CNN)
                 if r.key["protocol"] == "inner" and r.key["variant"] == "none"
+                and "recipe" not in r.key and "pretrain" not in r.key
                 and r.key["fusion"] == ("branch" if multi else "none")
                 and (multi or r.maps == ["gm"])]
         return sorted(recs, key=lambda r: (r.key["family"], r.key["repeat"], r.key["fold"]))
@@ -592,6 +611,88 @@ class Study:
         return {"multi_text": f"{family}, branch fusion of {', '.join(fmaps)}:",
                 "multi": sal.per_map_localisation(multi, masks, self.mask).round(3)}
 
+    # --- chapter 10: a fair chance for 3D CNNs ---------------------------------------------
+
+    def fair_cnn_chapter(self, faithful: list[str] | tuple[str, ...] | None = None,
+                         modern: list[str] | tuple[str, ...] | None = None,
+                         modern_recipe_originals: list[str] | tuple[str, ...] | None = None,
+                         pretrained: list[str] | tuple[str, ...] | None = None) -> dict:
+        """The faithful families, modern nets trained the modern way, original families
+        trained the modern way, pretrained modern nets, the linear SVM and the Decoder, on
+        the same folds and grey matter; stored records are read back, never retrained.
+
+        Parameters
+        ----------
+        faithful : list of str, optional
+            Original families as published (default: those chapters 4-6 train).
+        modern : list of str, optional
+            Modern nets trained with the modern recipe (default: `profile.fair_modern`).
+        modern_recipe_originals : list of str, optional
+            Original families also trained with the modern recipe, to separate recipe
+            from architecture (default: `profile.fair_originals`).
+        pretrained : list of str, optional
+            Modern nets pretrained on age, then fine-tuned (default:
+            `profile.fair_pretrained`).
+
+        Returns
+        -------
+        dict
+            `description`, `summary` (pooled metrics with CIs), `paired` (accuracy
+            differences on the same subjects), `verdict` (the conclusion as Markdown),
+            `histories` (learning curves of the modern fits) and `cost` (parameters, fit
+            time, throughput).
+        """
+        from . import fair
+        from .features import masked_voxels
+        from .recipes import get_recipe
+        from .svm import DecoderOnArrays
+
+        p, maps = self.profile, ("gm",)
+        faithful = list(faithful or (*p.sequential_models, *FAITHFUL_FAMILIES))
+        modern = list(modern or p.fair_modern)
+        originals = list(p.fair_originals if modern_recipe_originals is None
+                         else modern_recipe_originals)
+        pretrained = list(p.fair_pretrained if pretrained is None else pretrained)
+        voxels = masked_voxels(self.arrays(["gm"]), ["gm"], self.mask)
+        linear = [self.sklearn(CHAPTER_SVM, "svm_linear", maps, self.svm(), voxels, "voxels"),
+                  self.sklearn(CHAPTER_SVM, "nilearn_decoder", maps,
+                               partial(DecoderOnArrays, self.mask, self.grid_mm), voxels,
+                               "voxels")]
+        cnns = {"faithful": [self.cnn(f, maps) for f in faithful],
+                "modern": ([self.cnn(f, maps, recipe="modern") for f in (*modern, *originals)]
+                           + [self.cnn(f, maps, recipe="modern", pretrain="age")
+                              for f in pretrained])}
+
+        groups = fair.Groups(*({display_name(m.spec.fields()): self.cross_validate(m)
+                                for m in side}
+                               for side in (linear, cnns["faithful"], cnns["modern"])))
+        summary = fair.summarise_groups(groups)
+
+        def name(family: str, pretrain: str = "none") -> str:
+            return display_name(self.cnn(family, maps, recipe="modern",
+                                         pretrain=pretrain).spec.fields())
+
+        levers = [("recipe", name(f), f) for f in originals]
+        levers += [("architecture", name(m), name(o)) for m in modern for o in originals]
+        levers += [("pretraining", name(f, "age"), name(f)) for f in pretrained]
+        paired = fair.paired_comparisons(groups, summary, levers)
+        members = len(get_recipe("modern").seeds()[:p.fair_ensemble or None])
+        return {
+            "description": (
+                f"Grey matter, {p.n_folds}-fold CV x {p.n_repeats} repeat(s), the same folds "
+                f"for every model. Faithful families: {', '.join(faithful)} (stored records "
+                f"of chapters 4-6). Modern recipe ({p.fair_epochs or p.epochs} epochs at "
+                f"most, an ensemble of {members} seed(s)): "
+                f"{', '.join((*modern, *originals))}; "
+                f"pretrained on age (older or younger than the fold's median age, then "
+                f"fine-tuned): "
+                f"{', '.join(pretrained) or 'none'}. Linear models: "
+                f"{', '.join(fair.LINEAR_FAMILIES)} (chapter 2)."),
+            "summary": summary, "paired": paired.round(4),
+            "verdict": fair.verdict(summary, paired, groups),
+            "histories": fair.histories(groups), "cost": fair.cost_table(groups),
+        }
+
     # --- chapter 9: every model side by side -----------------------------------------------
 
     def summary_chapter(self) -> dict:
@@ -640,4 +741,6 @@ class Study:
 
 #: the family trained when no other is stored (a chapter run on its own)
 DEFAULT_FAMILY = "sequential_2"
+#: the original families of chapters 5 and 6, beside the profile's Sequential depths
+FAITHFUL_FAMILIES = ("inception_1", "inception_2", "inception_resnet_1", "inception_resnet_2")
 
