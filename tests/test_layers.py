@@ -15,9 +15,9 @@ LAYERS = [
     ("models", {"models", "recipes", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
-    ("evaluation", {"evaluation", "stats", "claims", "saliency", "sweep", "export"}),
+    ("evaluation", {"stats", "claims", "saliency", "sweep", "export", "fair"}),
     ("plots", {"plots", "views"}),
-    ("book", {"study", "runner", "bookpages", "book_ext", "cli", "__init__", "__main__"}),
+    ("book", {"study", "grid", "runner", "bookpages", "book_ext", "cli", "__init__", "__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
 
