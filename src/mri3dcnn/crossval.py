@@ -29,7 +29,9 @@ from .splits import iter_folds
 CHAPTER_SVM = "02_svm"
 CHAPTER_2D = "03_pretrained_2d"
 CHAPTER_CNN = "3d_cnn"
-CHAPTERS = (CHAPTER_SVM, CHAPTER_2D, CHAPTER_CNN)
+#: fits on the simulated cohorts of the effect-size x cohort-size sweep
+CHAPTER_SWEEP = "sweep"
+CHAPTERS = (CHAPTER_SVM, CHAPTER_2D, CHAPTER_CNN, CHAPTER_SWEEP)
 
 #: how several maps meet: not at all (one map), concatenated features, a CNN branch per
 #: map, maps as CNN channels, or single-map models' probabilities averaged

@@ -9,6 +9,7 @@ with the cell's oracle and Bayes ceiling beside the model, so any figure is a pi
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +17,30 @@ import pandas as pd
 
 from .cohort import Cohort
 from .config import Profile
+from .crossval import CHAPTER_SWEEP, ModelSpec, cross_validate
 from .features import masked_voxels
+from .results import ResultsStore, predictions_of
 from .space import brain_mask
-from .splits import iter_folds, make_split_plan
+from .splits import make_split_plan
 from .synthetic import DEFAULT_EFFECTS, Effects, generate_cohort, oracle_table, read_truth
-from .volumes import load_maps
+from .volumes import file_hash, load_maps
 
 
 def linear_svm_cv(X: np.ndarray, y: np.ndarray, ids: list[str], plan: pd.DataFrame,
+                  store: ResultsStore, context: dict, maps: tuple[str, ...] = ("gm",),
                   C_grid: tuple[float, ...] = Profile.svm_C,
                   inner_folds: int = 3) -> pd.DataFrame:
-    """The linear SVM (nested CV for C) on every fold of the plan's first repeat; one row per
-    held-out prediction (independent-set predictions of the fold models averaged per
-    subject). The one place the sweep calls a model: point it at another to sweep that."""
-    from .svm import fit_predict_sklearn, linear_svm
+    """The linear SVM (nested CV for C) through the one cross-validation runner, stored like
+    every other model; one row per subject and set (the fold models' predictions on the
+    independent set by majority). The one place the sweep calls a model: point it at
+    another to sweep that."""
+    from .svm import SklearnFit, linear_svm
 
-    preds = []
-    for fold, train, test, indep in iter_folds(plan):
-        res = fit_predict_sklearn(linear_svm(C_grid=C_grid, inner_folds=inner_folds), X, y,
-                                  ids, train, test, indep)
-        preds.append(res["predictions"].assign(fold=fold))
-    p = pd.concat(preds, ignore_index=True)
+    spec = ModelSpec(CHAPTER_SWEEP, "svm_linear", tuple(maps),
+                     fusion="concatenated" if len(maps) > 1 else "none", features="voxels")
+    make = partial(linear_svm, C_grid=C_grid, inner_folds=inner_folds)
+    records = cross_validate(store, spec, SklearnFit(make, X, y, ids), plan, context)
+    p = predictions_of(records)
     return (p.groupby(["set", "participant_id"], as_index=False)
             .agg(y_true=("y_true", "first"), pred=("pred", "mean"))
             .assign(pred=lambda d: (d["pred"] > 0.5).astype(int)))
@@ -54,7 +58,8 @@ def _accuracy(pred: pd.DataFrame) -> dict:
 def sweep(scales: tuple[float, ...] = (0.5, 1.0, 1.5), sizes: tuple[int, ...] = (100, 200, 400),
           maps: tuple[str, ...] = ("gm",), grid_mm: float = 8.0, n_folds: int = 3,
           n_sites: int = 3, seed: int = 0, effects: Effects = DEFAULT_EFFECTS,
-          workdir: str | Path | None = None) -> pd.DataFrame:
+          workdir: str | Path | None = None,
+          results_dir: str | Path | None = None) -> pd.DataFrame:
     """Linear-SVM accuracy over effect scale x cohort size, with each cell's oracle and
     Bayes ceiling.
 
@@ -66,6 +71,8 @@ def sweep(scales: tuple[float, ...] = (0.5, 1.0, 1.5), sizes: tuple[int, ...] = 
     grid_mm, n_folds, n_sites, seed : grid, CV folds, sites and base seed of every cell.
     effects : the effects scaled.
     workdir : where cohorts are written (a temporary folder if None).
+    results_dir : the results store the SVM fits land in (under the `sweep` chapter);
+        a cell already stored is read back, not refitted. Default: inside `workdir`.
 
     Returns
     -------
@@ -75,6 +82,7 @@ def sweep(scales: tuple[float, ...] = (0.5, 1.0, 1.5), sizes: tuple[int, ...] = 
     """
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        store = ResultsStore(Path(results_dir) if results_dir else Path(tmp) / "results")
         for i, scale in enumerate(scales):
             for j, n in enumerate(sizes):
                 root = generate_cohort(Path(tmp) / f"s{i}-n{j}", n, seed=seed + 1000 * i + j,
@@ -84,8 +92,12 @@ def sweep(scales: tuple[float, ...] = (0.5, 1.0, 1.5), sizes: tuple[int, ...] = 
                 arrays = load_maps(cohort, maps, grid_mm, Path(tmp) / "cache", progress=False)
                 plan = make_split_plan(cohort.participants, n_folds, seed=seed)
                 X = masked_voxels(arrays, maps, brain_mask(grid_mm))
-                pred = linear_svm_cv(X, cohort.labels, cohort.subjects, plan)
                 cell = {"scale": scale, "n_subjects": n, "maps": "+".join(maps)}
+                context = {"cell": {**cell, "seed": seed + 1000 * i + j, "grid_mm": grid_mm,
+                                    "n_sites": n_sites, "effects": effects.as_dict()},
+                           "cohort": file_hash(root / "participants.tsv")}
+                pred = linear_svm_cv(X, cohort.labels, cohort.subjects, plan, store, context,
+                                     maps)
                 rows += [{**cell, "model": "svm_linear", "set": s, **_accuracy(g)}
                          for s, g in pred.groupby("set")]
                 oracle = oracle_table(root, plan).set_index("row")
