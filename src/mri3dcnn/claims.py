@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .crossval import CHAPTER_2D, CHAPTER_CNN, CHAPTER_SVM
 from .stats import auc_score, compare_auc, holm, label, subject_level
 
 #: (claim, kind a, kind b): "a beats b", each tested by DeLong on the independent site
@@ -41,13 +42,13 @@ def families(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
     s = summary[summary["protocol"] == "inner"]
     # records keep their variant (a null model, the published wiring) as a key field
     plain = (s["variant"] == "none") if "variant" in s else pd.Series(True, index=s.index)
-    cnn = s[(s["chapter"] == "3d_cnn") & plain]
+    cnn = s[(s["chapter"] == CHAPTER_CNN) & plain]
     return {
         "3D CNN": cnn,
         "3D CNN, one map": cnn[~cnn["maps"].str.contains(r"\+")],
         "3D CNN, several maps": cnn[cnn["maps"].str.contains(r"\+")],
-        "SVM": s[(s["chapter"] == "02_svm") & s["model"].str.startswith("svm")],
-        "2D pretrained": s[s["chapter"] == "03_pretrained_2d"],
+        "SVM": s[(s["chapter"] == CHAPTER_SVM) & s["model"].str.startswith("svm")],
+        "2D pretrained": s[s["chapter"] == CHAPTER_2D],
     }
 
 

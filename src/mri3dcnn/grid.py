@@ -123,15 +123,15 @@ def chapter_models(profile: str | Profile) -> list[GridModel]:
     p = get_profile(profile)
     sets = [tuple(m) for m in p.cnn_map_sets]
     fusion_maps = tuple(p.fusion_maps)
-    out = [_model("02_svm", "svm", "svm_linear", (m,), features="voxels") for m in SVM_MAPS]
-    out += [_model("02_svm", "svm", "svm_linear", SVM_MAPS, "concatenated", features="voxels"),
-            _model("02_svm", "svm", "svm_rbf", ("gm",), features="voxels"),
-            _model("02_svm", "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
+    out = [_model(CHAPTER_SVM, "svm", "svm_linear", (m,), features="voxels") for m in SVM_MAPS]
+    out += [_model(CHAPTER_SVM, "svm", "svm_linear", SVM_MAPS, "concatenated", features="voxels"),
+            _model(CHAPTER_SVM, "svm", "svm_rbf", ("gm",), features="voxels"),
+            _model(CHAPTER_SVM, "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
                    features="regional means"),
-            _model("02_svm", "svm", "nilearn_decoder", ("gm",), features="voxels"),
-            _model("02_svm", "svm", "chance", ("gm",), features="voxels")]
+            _model(CHAPTER_SVM, "svm", "nilearn_decoder", ("gm",), features="voxels"),
+            _model(CHAPTER_SVM, "svm", "chance", ("gm",), features="voxels")]
     joined = [fusion_maps] if len(fusion_maps) > 1 else []
-    out += [_model("03_pretrained_2d", "2d", f"2d_{b}", maps,
+    out += [_model(CHAPTER_2D, "2d", f"2d_{b}", maps,
                    "concatenated" if len(maps) > 1 else "none", features=f"{b} slices",
                    grid="chapter")
             for b in BACKBONES for maps in [(m,) for m in fusion_maps] + joined]
