@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 9. Summary: every model side by side
+# # 10. Summary: every model side by side
 #
 # Every number here is computed from the predictions stored by the earlier chapters; this
 # chapter trains nothing, and rendering it again changes nothing. Cross-validation

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 10. A fair chance for 3D CNNs
+# # 9. A fair chance for 3D CNNs
 #
 # The study's claim is that 3D CNNs trained from scratch beat an SVM. When the faithful
 # families lose, a reviewer's first question is whether they were trained well. This

@@ -33,6 +33,9 @@ def tiny_book(tmp_path_factory):
                     ignore=shutil.ignore_patterns("_build", "chapters", "mathjax",
                                                   "parameters.md", "reproducibility.md"))
     shutil.copy(root / "data_manifest.yaml", dst)
+    (dst / "benchmarks").mkdir()
+    for table in root.glob("benchmarks/*.md"):  # the appendix pages include them
+        shutil.copy(table, dst / "benchmarks")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MRI3DCNN_HOME", str(dst))
         mp.setenv("MRI3DCNN_PROFILE", "tiny")
