@@ -76,7 +76,7 @@ def find_maps(subject_dir: Path, map_name: str, subject: str,
     return found
 
 
-def _ambiguity(subject: str, map_name: str, found: list[tuple[Path, dict[str, str]]]) -> str:
+def ambiguity_message(subject: str, map_name: str, found: list[tuple[Path, dict[str, str]]]) -> str:
     """Which entities tell the candidate files apart, and how to choose among them."""
     keys = sorted({k for _, e in found for k in e} - {"sub"})
     differ = [k for k in keys if len({e.get(k) for _, e in found}) > 1]
@@ -191,7 +191,7 @@ class Cohort:
                         + ". Add the file or remove the subject from participants.tsv."
                     )
                 if len(found) > 1:
-                    raise CohortError(_ambiguity(sub, m, found))
+                    raise CohortError(ambiguity_message(sub, m, found))
                 paths.append(str(found[0][0]))
             table[m] = paths
         for g in GROUPS:

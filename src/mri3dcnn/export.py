@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_directory, atomic_file, write_text
-from .cohort import CohortError, _ambiguity, find_maps
+from .cohort import CohortError, ambiguity_message, find_maps
 from .crossval import CHAPTER_CNN, display_name, maps_label
 from .maps import map_info
 from .results import Record, ResultsStore, predictions_of
@@ -338,7 +338,7 @@ def read_maps(cohort_dir: str | Path, desc: dict, choose: dict[str, str] | None 
                     f"{'+'.join(desc['maps'])}. Add {info.datatype}/{sub}_space-{SPACE}_"
                     f"{info.written}.nii.gz (or remove {sub} from participants.tsv).")
             if len(found) > 1:
-                raise ExportError(str(_ambiguity(sub, m, found)))
+                raise ExportError(ambiguity_message(sub, m, found))
             path = found[0][0]
             img = load_checked(path, sub, m)
             if img.shape != tuple(shape) or not np.allclose(img.affine, affine, atol=1e-3):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_directory, write_text
-from .cohort import _ambiguity, parse_bids_name
+from .cohort import ambiguity_message, parse_bids_name
 from .config import study_grid
 from .maps import bids_name
 
@@ -142,7 +142,7 @@ def _one(found: list[Path], subject: str, what: str, session: str | None) -> Pat
     if session:
         parsed = [(p, e) for p, e in parsed if e.get("ses") == session]
     if len(parsed) > 1:
-        raise PrepareError(_ambiguity(subject, what, parsed))
+        raise PrepareError(ambiguity_message(subject, what, parsed))
     return parsed[0][0] if parsed else None
 
 
