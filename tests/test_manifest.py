@@ -279,12 +279,15 @@ def test_malformed_entries(tmp_path):
 
 
 def test_project_manifest_entries():
-    """The shipped entries: ds000030 unpinned (said explicitly), Keras weights pinned by the
-    md5 Keras itself checks, each with licence and citation."""
+    """The shipped entries: ds000030 pinned file by file (scans by the md5 and size of their
+    git-annex keys at a fixed S3 object version), Keras weights pinned by the md5 Keras
+    itself checks, each with licence and citation."""
     entries = read_manifest(ROOT / "data_manifest.yaml")
     ds = entries["ds000030"]
     assert {f.path for f in ds.files} >= {"participants.tsv", "dataset_description.json"}
-    assert all(f.sha256 is None and f.known_hash is None for f in ds.files)
+    assert all(f.known_hash is not None and f.size for f in ds.files)
+    scans = [f for f in ds.files if f.path.endswith(".nii.gz")]
+    assert scans and all(f.md5 and "?versionId=" in f.urls[0] for f in scans)
     assert all(f.urls[0].startswith("https://s3.amazonaws.com/openneuro.org/ds000030/")
                for f in ds.files)
     apps = Path(importlib.util.find_spec("keras").origin).parent / "src" / "applications"
@@ -298,7 +301,7 @@ def test_project_manifest_entries():
         assert f"{folder}/" in source and fname.endswith("_notop.h5"), name
         assert e.licence and e.citation and e.dest == "~/.keras/models"
     rows = {r["name"]: r for r in describe(ROOT / "data_manifest.yaml")}
-    assert rows["keras_vgg16_notop"]["pinned"] and not rows["ds000030"]["pinned"]
+    assert rows["keras_vgg16_notop"]["pinned"] and rows["ds000030"]["pinned"]
 
 
 def test_cli_data(server, tmp_path, capsys):
