@@ -16,7 +16,12 @@
 # Before any deep network, the question every reviewer asks: what does a support vector
 # machine on voxel-based-morphometry features reach on the same folds? Features are the
 # masked voxels of each map (as in the study), all maps concatenated (the multimodal SVM),
-# and the mean of each map in each region of an offline atlas, AAL2 {cite:p}`rolls2015`.
+# the mean of each map in each region of an offline atlas, AAL2 {cite:p}`rolls2015`, and
+# the four whole-brain measures on which large case-control studies find their most
+# reliable effects (mean grey matter, white matter, FA and MD), adjusted for age, sex and
+# head size as those studies adjust them. The adjustment is a regression fitted on the
+# training subjects of each fold, inside the Pipeline; the voxel and regional SVMs are
+# not adjusted, as in the study.
 # Every fitted step (scaling, optional ANOVA screening, the choice of C) sits in one
 # scikit-learn {cite:p}`pedregosa2011` Pipeline fitted on training subjects only, with C
 # chosen by an inner cross-validation (nested CV). A classifier that predicts from class

@@ -9,10 +9,17 @@ from sklearn.svm import SVC
 
 from mri3dcnn.atlas import aal_on_grid, region_table
 from mri3dcnn.crossval import CHAPTER_SVM, ModelSpec, cross_validate
-from mri3dcnn.features import masked_voxels, regional_means
+from mri3dcnn.features import covariates, global_measures, masked_voxels, regional_means
 from mri3dcnn.results import ResultsStore
 from mri3dcnn.splits import iter_folds, make_split_plan
-from mri3dcnn.svm import SklearnFit, fit_predict_sklearn, linear_svm, weight_map
+from mri3dcnn.svm import (
+    CovariateAdjuster,
+    SklearnFit,
+    adjusted_linear_svm,
+    fit_predict_sklearn,
+    linear_svm,
+    weight_map,
+)
 
 MARKER = 1e6
 
@@ -135,3 +142,60 @@ def test_grid_edge_flags_a_choice_at_the_grid_boundary():
         out = fit_predict_sklearn(linear_svm((1e2, 1e3), inner_folds=3), X, y, ids, train,
                                   test, indep)
     assert out["info"]["grid_edge"]
+
+
+def test_covariate_adjustment_is_fitted_on_training_subjects_only():
+    """The adjustment removes what the covariate explains on the subjects it was fitted
+    on, and a test subject's covariate never changes it."""
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 60, 50)
+    feature = 0.05 * age + rng.standard_normal(50)
+    X = np.column_stack([age, feature])
+    adj = CovariateAdjuster(1).fit(X[:40])
+    out = adj.transform(X[:40])
+    assert out.shape == (40, 1)
+    assert abs(np.corrcoef(age[:40], out[:, 0])[0, 1]) < 1e-10
+    X2 = X.copy()
+    X2[40:, 0] += 100.0  # held-out subjects' covariates changed
+    np.testing.assert_array_equal(CovariateAdjuster(1).fit(X2[:40]).coef_, adj.coef_)
+    with pytest.raises(ValueError, match="no feature is left"):
+        CovariateAdjuster(2).fit(X)
+
+
+def test_adjusted_svm_finds_a_difference_hidden_by_a_covariate():
+    """A group difference much smaller than the spread age adds: lost without the
+    adjustment, found with it, on held-out subjects."""
+    rng = np.random.default_rng(1)
+    n = 400
+    y = np.arange(n) % 2
+    age = rng.uniform(18, 70, n)
+    feature = 0.1 * (age - 44) - 0.8 * y + 0.4 * rng.standard_normal(n)
+    X = np.column_stack([age, feature])
+    train = np.arange(300)
+    test = np.arange(300, n)
+    adjusted = adjusted_linear_svm(1).fit(X[train], y[train])
+    naive = linear_svm((1e-2, 1.0, 100.0)).fit(X[train, 1:], y[train])
+    acc_adj = (adjusted.predict(X[test]) == y[test]).mean()
+    acc_naive = (naive.predict(X[test, 1:]) == y[test]).mean()
+    assert acc_adj > 0.75 and acc_adj > acc_naive + 0.1
+
+
+def test_global_measures_and_covariates(tiny_cohort, tmp_path):
+    from mri3dcnn.cohort import Cohort
+    from mri3dcnn.volumes import brain_mask, load_maps
+
+    cohort = Cohort.from_bids(tiny_cohort)
+    arrays = load_maps(cohort, ["gm", "wm", "fa"], 8.0, tmp_path, progress=False)
+    mask = brain_mask(8.0)
+    g = global_measures(arrays, ["gm", "fa"], mask)
+    assert g.shape == (len(cohort), 2)
+    np.testing.assert_allclose(g[:, 1], arrays["fa"][:, mask].mean(axis=1))
+    cov, names = covariates(cohort.participants, arrays, mask)
+    assert names == ["age", "sex", "log tissue volume"] and cov.shape == (len(cohort), 3)
+    assert set(np.unique(cov[:, 1])) <= {0.0, 1.0}
+    broken = cohort.participants.astype({"age": object})
+    broken.loc[broken.index[0], "age"] = "n/a"
+    with pytest.raises(ValueError, match="'age' is missing or not a number"):
+        covariates(broken, arrays, mask)
+    no_age, names = covariates(cohort.participants.drop(columns="age"), arrays, mask)
+    assert names == ["sex", "log tissue volume"]

@@ -44,6 +44,7 @@ import pandas as pd
 from .atomic import write_text
 from .config import Profile, config_hash, default_paths, get_profile
 from .crossval import CHAPTER_2D, CHAPTER_CNN, CHAPTER_SVM, ModelSpec
+from .features import GLOBAL_FEATURES
 
 #: the chapters' default parameters, as their `parameters` cells set them
 SVM_MAPS = ("gm", "wm", "fa", "md")
@@ -128,6 +129,8 @@ def chapter_models(profile: str | Profile) -> list[GridModel]:
             _model(CHAPTER_SVM, "svm", "svm_rbf", ("gm",), features="voxels"),
             _model(CHAPTER_SVM, "svm", "svm_linear_regional", SVM_MAPS, "concatenated",
                    features="regional means"),
+            _model(CHAPTER_SVM, "svm", "svm_linear_global", SVM_MAPS, "concatenated",
+                   features=GLOBAL_FEATURES),
             _model(CHAPTER_SVM, "svm", "nilearn_decoder", ("gm",), features="voxels"),
             _model(CHAPTER_SVM, "svm", "chance", ("gm",), features="voxels")]
     joined = [fusion_maps] if len(fusion_maps) > 1 else []

@@ -34,6 +34,7 @@ from .crossval import (
     display_name,
     unit_keys,
 )
+from .features import GLOBAL_FEATURES
 from .maps import MAPS
 from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
@@ -292,6 +293,7 @@ class Study:
         voxels = {m: masked_voxels(arrays, [m], self.mask) for m in maps}
         regional, _ = regional_means(arrays, maps, self.grid_mm)
         decoder = partial(DecoderOnArrays, self.mask, self.grid_mm)
+        adjusted, names = self.global_features(maps)
         models = [self.sklearn(CHAPTER_SVM, "svm_linear", [m], self.svm(), voxels[m], "voxels")
                   for m in maps]
         return models + [
@@ -301,10 +303,32 @@ class Study:
                          "voxels"),
             self.sklearn(CHAPTER_SVM, "svm_linear_regional", maps, self.svm(), regional,
                          "regional means"),
+            self.sklearn(CHAPTER_SVM, "svm_linear_global", maps, adjusted, names["X"],
+                         GLOBAL_FEATURES, {"covariates": names["covariates"]}),
             self.sklearn(CHAPTER_SVM, "nilearn_decoder", ["gm"], decoder, voxels["gm"],
                          "voxels"),
             self.sklearn(CHAPTER_SVM, "chance", ["gm"], chance, voxels["gm"], "voxels"),
         ]
+
+    def global_features(self, maps: list[str] | tuple[str, ...]) -> tuple[Callable, dict]:
+        """The whole-brain measures of `maps` behind their covariates, and a maker of the
+        SVM that adjusts for those covariates inside each fold.
+
+        Returns
+        -------
+        tuple
+            The estimator maker and a dict with `X` (covariate columns first, then one
+            mean per map) and `covariates` (their names).
+        """
+        from .features import covariates, global_measures
+        from .svm import adjusted_linear_svm
+
+        arrays = self.arrays(sorted(set(maps) | {"gm", "wm"} & set(self.cohort.maps)))
+        cov, names = covariates(self.cohort.participants.loc[self.ids], arrays, self.mask)
+        X = np.column_stack([cov, global_measures(arrays, maps, self.mask)])
+        make = partial(adjusted_linear_svm, cov.shape[1],
+                       inner_folds=self.profile.svm_inner_folds)
+        return make, {"X": X, "covariates": names}
 
     def svm_chapter(self, maps: list[str] | tuple[str, ...]) -> dict:
         """Cross-validate the SVM baselines (one per map, all maps concatenated, RBF,
@@ -325,6 +349,7 @@ class Study:
         from .atlas import ATLAS_NAME
         from .features import regional_means
         from .stats import per_fold_metrics, summarise
+        from .svm import GLOBAL_C
 
         p, maps = self.profile, list(maps)
         models = self.svm_models(maps)
@@ -343,7 +368,9 @@ class Study:
                 f"{regional.shape[1]} regional features ({len(region_names) // len(maps)} "
                 f"regions of {ATLAS_NAME} x {len(maps)} maps). {p.n_folds}-fold CV x "
                 f"{p.n_repeats} repeat(s); C from {list(p.svm_C)} by inner "
-                f"{p.svm_inner_folds}-fold CV."),
+                f"{p.svm_inner_folds}-fold CV. Whole-brain measures: the mean of each map, "
+                f"adjusted for {', '.join(self.global_features(maps)[1]['covariates'])}; "
+                f"C from {list(GLOBAL_C)}."),
             "summary": summary,
             "per_fold": folds[folds.model.isin(["svm_linear", "chance"])
                               & (folds.maps == "gm")],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_selection import SelectPercentile, f_classif
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -54,6 +54,48 @@ def grid_edge(search: BaseEstimator) -> dict[str, object]:
                                                                            max(values)):
             out[name] = value
     return out
+
+
+#: C values of the SVM on a handful of whole-brain measures: a few well-measured features
+#: want far weaker regularisation than thousands of voxels
+GLOBAL_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+
+
+class CovariateAdjuster(TransformerMixin, BaseEstimator):
+    """Regress the features on covariates and keep the residuals, with the regression
+    fitted on training subjects only (the adjustment of a case-control analysis, inside
+    the Pipeline so that no test subject informs it).
+
+    The first `n_covariates` columns of X are the covariates (see
+    `features.covariates`); the rest are the features, returned adjusted."""
+
+    def __init__(self, n_covariates: int = 0):
+        self.n_covariates = n_covariates
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(X)), X[:, :self.n_covariates]])
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, float)
+        if X.shape[1] <= self.n_covariates:
+            raise ValueError(f"CovariateAdjuster: X has {X.shape[1]} columns, not more than "
+                             f"its {self.n_covariates} covariates; no feature is left.")
+        self.coef_ = np.linalg.lstsq(self._design(X), X[:, self.n_covariates:], rcond=None)[0]
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, float)
+        return X[:, self.n_covariates:] - self._design(X) @ self.coef_
+
+
+def adjusted_linear_svm(n_covariates: int, C_grid=GLOBAL_C, inner_folds: int = 3,
+                        seed: int = 0) -> BaseEstimator:
+    """Adjust for covariates, standardise, then a linear SVM with C chosen by inner CV:
+    the classic analysis of whole-brain measures, with every step fitted per fold."""
+    pipe = Pipeline([("adjust", CovariateAdjuster(n_covariates)), ("scale", StandardScaler()),
+                     ("svm", SVC(kernel="linear"))])
+    return GridSearchCV(pipe, {"svm__C": list(C_grid)}, scoring="balanced_accuracy",
+                        cv=StratifiedKFold(inner_folds, shuffle=True, random_state=seed))
 
 
 class DecoderOnArrays(ClassifierMixin, BaseEstimator):
