@@ -26,7 +26,8 @@ def _expected_units(name: str) -> int:
     p = get_profile(name)
     per_model = p.n_folds * p.n_repeats
     n_maps = 4  # chapter 2 compares gm, wm, fa and md
-    svm = n_maps + 5  # one per map, concatenated, RBF, regional means, Decoder, chance
+    # one per map, concatenated, RBF, regional means, whole-brain measures, Decoder, chance
+    svm = n_maps + 6
     fusion = len(p.fusion_maps)
     two_d = 4 * (fusion + (fusion > 1))  # four backbones, per map and joined
     sets = {tuple(m) for m in p.cnn_map_sets}
@@ -34,7 +35,10 @@ def _expected_units(name: str) -> int:
     # chapter 7: channel fusion, late fusion and the published protocol are new; single
     # maps and branch fusion only where chapters 4-6 did not fit them
     ch7 = 3 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
-    return (svm + two_d + cnn + ch7) * per_model + p.n_repeats  # + chapter 8's null model
+    # chapter 10: modern nets and originals under the modern recipe, pretrained nets
+    ch10 = len({*p.fair_modern, *p.fair_originals}) + len(p.fair_pretrained)
+    # + chapter 8's null model
+    return (svm + two_d + cnn + ch7 + ch10) * per_model + p.n_repeats
 
 
 @pytest.mark.parametrize("name", ["tiny", "quick", "full"])
@@ -157,7 +161,7 @@ def _subset() -> list:
     models = grid.chapter_models("tiny")
     return ([m for m in models if m.kind == "svm"]
             + [m for m in models if m.kind == "cnn" and m.family == "sequential_2"
-               and m.maps == ("gm",) and m.grid == "grid"])
+               and m.maps == ("gm",) and m.grid == "grid" and m.spec.recipe == "original"])
 
 
 def _predictions(results: Path) -> dict:

@@ -1,7 +1,8 @@
 """The study's grid of units: what every chapter of a profile fits, as data, and its execution.
 
 `chapter_models(profile)` lists each model a chapter cross-validates, from the profile
-and the chapters' default parameters, without loading any data; `units` expands it over
+and the chapters' default parameters (chapter 10's modern-recipe and pretrained nets
+included, each costed with its ensemble members and pretraining), without loading any data; `units` expands it over
 the folds and repeats. With a `Study` open, `unit_keys` builds the exact result keys the
 chapters store under (through `Study.cnn`, `Study.svm_models` and `Study.sklearn`), so
 `plan` counts what is stored and `run_grid` fills the store the chapters then read
@@ -57,7 +58,7 @@ BEST = "best of chapters 4-6"
 SALIENCY_BEST = "best saliency family"
 #: columns of the unit table, in order
 UNIT_COLUMNS = ("notebook", "kind", "family", "maps", "fusion", "protocol", "variant",
-                "features", "fold", "repeat", "seed")
+                "recipe", "pretrain", "features", "fold", "repeat", "seed")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,11 @@ def chapter_models(profile: str | Profile) -> list[GridModel]:
             fitted.add(sig)
     out.append(_cnn("08_saliency", SALIENCY_BEST, ("gm",), seed=p.seed,
                     variant="shuffled-labels", folds=1, grid="chapter"))
+    # chapter 10: its faithful families and linear models are chapters 2 and 4-6's
+    out += [_cnn("10_fair_cnn", f, ("gm",), seed=p.seed, recipe="modern")
+            for f in dict.fromkeys((*p.fair_modern, *p.fair_originals))]
+    out += [_cnn("10_fair_cnn", f, ("gm",), seed=p.seed, recipe="modern", pretrain="age")
+            for f in p.fair_pretrained]
     return out
 
 
@@ -169,7 +175,8 @@ def units(profile: str | Profile, models: Iterable[GridModel] | None = None) -> 
         for r in range(p.n_repeats):
             for f in range(p.n_folds if m.folds is None else m.folds):
                 rows.append({"model": i, "notebook": m.notebook, "kind": m.kind,
-                             **m.spec.fields(), "maps": "+".join(m.maps), "fold": f,
+                             **m.spec.fields(), "recipe": m.spec.recipe,
+                             "pretrain": m.spec.pretrain, "maps": "+".join(m.maps), "fold": f,
                              "repeat": r, "grid": m.grid})
     return pd.DataFrame(rows, columns=["model", *UNIT_COLUMNS, "grid"])
 
@@ -189,7 +196,8 @@ def build(study, model: GridModel):
     (so its keys are the chapter's)."""
     if model.kind == "cnn":
         return study.cnn(model.family, model.maps, model.cnn_fusion, model.spec.protocol,
-                         model.spec.variant)
+                         model.spec.variant, recipe=model.spec.recipe,
+                         pretrain=model.spec.pretrain)
     if model.kind == "svm":
         if _SVM[0] is not study:  # features are computed once per study
             _SVM[:] = [study, study.svm_models(SVM_MAPS)]
@@ -380,13 +388,25 @@ def estimate_seconds(profile: str | Profile, table: pd.DataFrame, throughput: di
             fit, val = ((n_train, n_cv - n_train) if row.protocol == "published"
                         else (0.8 * n_train, 0.2 * n_train))
             epoch = fit / t["train_per_s"] + val / t["infer_per_s"]
-            out.append(t["overhead_s"] + branches * (p.epochs * epoch
-                                                     + n_test / t["infer_per_s"]))
+            epochs, fits = p.epochs, 1
+            if row.recipe != "original":
+                epochs = p.fair_epochs or p.epochs
+                fits = recipe_members(p) + (row.pretrain != "none")
+            out.append(fits * (t["overhead_s"] + branches * (epochs * epoch
+                                                             + n_test / t["infer_per_s"])))
         elif row.kind in ("svm", "2d"):
             out.append(throughput["svm_s"] * n_maps)
         else:
             out.append(0.0)
     return pd.Series(out, index=table.index, dtype=float)
+
+
+def recipe_members(profile: str | Profile) -> int:
+    """Networks a modern-recipe unit trains: its ensemble's members."""
+    from .recipes import get_recipe
+
+    p = get_profile(profile)
+    return len(get_recipe("modern").seeds()[:p.fair_ensemble or None])
 
 
 def format_duration(seconds: float) -> str:
