@@ -230,3 +230,21 @@ def test_planted_regions_are_where_the_groups_differ(tmp_path):
         far = brain & ~ndimage.binary_dilation(union, iterations=2)
         share = float((np.abs(t[far]) > 2.6).mean())
         assert share < 0.03, f"{m}: {share:.3f} of voxels far from planted regions differ"
+
+
+def test_linearity_measures_the_change_clipping_takes_away():
+    """A change far past the tissue bound (grey matter taken 30 times over at the
+    region's centre) is clipped at zero, so patients get a small part of what the slope
+    promises; a small change gets what a linear slope promises."""
+    from mri3dcnn.synthetic import anatomy as an
+    from mri3dcnn.synthetic import generator as g
+
+    eff = Effects(tuple(r for r in DEFAULT_EFFECTS.regions if r.name == "hippocampus"),
+                  p_unaffected=0.0)
+    rng = np.random.default_rng(0)
+    st = g._setting(eff, 10.0, an.Anatomy(), g._sites(1, rng))
+    slope = np.ones((1, 1)) * 0.2
+    small = g._linearity(st, np.array([-0.01]), slope, np.random.default_rng(1), n=6)
+    huge = g._linearity(st, np.array([-30.0]), slope, np.random.default_rng(1), n=6)
+    assert huge[0] < 0.5 * small[0]
+    assert st.amplitude[0] == 0.0  # restored

@@ -202,7 +202,9 @@ def calibrate(st: _Setting, rng: np.random.Generator, n: int = CALIBRATION_SUBJE
     measure each region mean's covariate-adjusted s.d. (sigma, see `covariates`) and its slope C per unit of
     every region's amplitude x strength. With mean strengths m and their covariance S over
     patients, region r's d is  (C a m)_r / sqrt(sigma_r^2 + (C_r a)' S (C_r a) / 2),
-    which is solved for the amplitudes a.
+    which is solved for the amplitudes a. The slopes are then scaled by the change
+    patients really get at those amplitudes (`_linearity`: clipping at the tissue bounds
+    takes some away) and the amplitudes solved again.
     """
     eff = st.eff
     targets = np.array([r.d for r in eff.regions])
@@ -224,27 +226,65 @@ def calibrate(st: _Setting, rng: np.random.Generator, n: int = CALIBRATION_SUBJE
         residual_cov = np.cov(res, rowvar=False).reshape(len(targets), -1)
         C = np.mean(slopes, axis=0)
     m, S = strength_moments(eff)
+    linearity = np.ones(len(targets))
     if not np.any(targets):
         amplitude = np.zeros(len(targets))
     else:
-        def d_of(a):
-            Ca = C * a[None, :]
-            extra = np.einsum("rk,kl,rl->r", Ca, S, Ca)
-            return (Ca @ m) / np.sqrt(sigma**2 + extra / 2.0)
-
-        diag = np.maximum(np.abs(np.diag(C)) * m, 1e-9)
-        start = targets * sigma / diag
-        sol = optimize.least_squares(lambda a: d_of(a) - targets, start, xtol=1e-12,
-                                     ftol=1e-12)
-        amplitude = sol.x
-        if np.max(np.abs(d_of(amplitude) - targets)) > 1e-3:
-            raise ValueError(
-                "The effects cannot reach their target d with these patient patterns: "
-                f"reached {np.round(d_of(amplitude), 3).tolist()} for "
-                f"{targets.tolist()}. Lower the targets or raise the loadings.")
+        amplitude = _solve_amplitudes(C, sigma, m, S, targets)
+        if n:
+            # the slopes are derivatives at no change; clipping at the tissue bounds makes
+            # a real change smaller where a map is near 0 or 1, so each region's slope is
+            # scaled by the change it really gets at these amplitudes, then solved again
+            linearity = _linearity(st, amplitude, C, rng)
+            C = C * linearity[:, None]
+            amplitude = _solve_amplitudes(C, sigma, m, S, targets)
     return {"amplitude": amplitude.tolist(), "sigma": sigma.tolist(), "slope": C.tolist(),
+            "linearity": linearity.tolist(),
             "residual_cov": residual_cov.tolist(), "strength_mean": m.tolist(),
             "strength_cov": S.tolist(), "n_subjects": int(n)}
+
+
+def _solve_amplitudes(C: np.ndarray, sigma: np.ndarray, m: np.ndarray, S: np.ndarray,
+                      targets: np.ndarray) -> np.ndarray:
+    """The amplitudes whose population d (see `calibrate`) is the target of every region."""
+    def d_of(a):
+        Ca = C * a[None, :]
+        extra = np.einsum("rk,kl,rl->r", Ca, S, Ca)
+        return (Ca @ m) / np.sqrt(sigma**2 + extra / 2.0)
+
+    diag = np.maximum(np.abs(np.diag(C)) * m, 1e-9)
+    start = targets * sigma / diag
+    sol = optimize.least_squares(lambda a: d_of(a) - targets, start, xtol=1e-12, ftol=1e-12)
+    if np.max(np.abs(d_of(sol.x) - targets)) > 1e-3:
+        raise ValueError(
+            "The effects cannot reach their target d with these patient patterns: "
+            f"reached {np.round(d_of(sol.x), 3).tolist()} for "
+            f"{targets.tolist()}. Lower the targets or raise the loadings.")
+    return sol.x
+
+
+def _linearity(st: _Setting, amplitude: np.ndarray, C: np.ndarray, rng: np.random.Generator,
+               n: int = SLOPE_SUBJECTS) -> np.ndarray:
+    """Per region, the mean change patients really get at `amplitude` over the change the
+    slopes `C` predict. Each patient is simulated twice from one seed, with and without
+    its changes, so anatomy and noise cancel and only the clipping is measured."""
+    people = assign_subjects(n, list(st.sites.values()), st.eff, rng)
+    strengths, _ = draw_strengths(st.eff, n, rng, stratified=True)
+    seeds = rng.integers(2**32, size=n)
+    saved, st.amplitude = st.amplitude, np.asarray(amplitude, float)
+    real, linear = np.zeros(len(amplitude)), np.zeros(len(amplitude))
+    try:
+        for row, s, seed in zip(people.itertuples(), strengths, seeds, strict=True):
+            changed = features(st, *simulate(st, row, s, np.random.default_rng(seed))[:2])
+            plain = features(st, *simulate(st, row, np.zeros_like(s),
+                                           np.random.default_rng(seed))[:2])
+            real += [changed[f"region:{nm}"] - plain[f"region:{nm}"] for nm in st.names]
+            linear += C @ (st.amplitude * s)
+    finally:
+        st.amplitude = saved
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.abs(linear) > 1e-12, real / linear, 1.0)
+    return np.clip(ratio, 0.25, 1.5)
 
 
 def _setting(eff: Effects, grid_mm: float, anat: an.Anatomy, sites: list[dict]) -> _Setting:
