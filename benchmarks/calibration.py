@@ -4,10 +4,12 @@
                                      [--repeats 3] [--permutations 19]
 
 For each seed a synthetic cohort is generated with every planted effect at zero, split as
-the book splits (stratified folds, an independent site), and three pipelines are
+the book splits (stratified folds, an independent site), and four pipelines are
 cross-validated: a linear SVM with nested choice of C on grey-matter voxels, the same SVM
-on atlas-regional means, and the SVM on frozen 2D slice features (the 2D-ImageNet pipeline
-with a fixed pixel read-out in place of the network). Every "better than chance" and "A
+on atlas-regional means, the SVM on frozen 2D slice features (the 2D-ImageNet pipeline
+with a fixed pixel read-out in place of the network) and the SVM on the four whole-brain
+measures adjusted for age, sex and head size; on every other seed, the study's default
+CNN family too. Every "better than chance" and "A
 beats B" decision the book can make is taken at the 5 % level; on a null cohort each one
 is a false positive. The table gives each decision's false-positive rate over seeds with
 its 95 % Clopper-Pearson interval; a rate whose interval lies above 5 % is flagged. The
@@ -24,6 +26,7 @@ import os
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mri3dcnn.cohort import Cohort  # noqa: E402
 from mri3dcnn.config import Profile  # noqa: E402
-from mri3dcnn.features import masked_voxels, regional_means  # noqa: E402
+from mri3dcnn.features import (  # noqa: E402
+    covariates,
+    global_measures,
+    masked_voxels,
+    regional_means,
+)
+from mri3dcnn.hardware import describe  # noqa: E402
 from mri3dcnn.pretrained2d import slice_stack  # noqa: E402
 from mri3dcnn.splits import make_split_plan  # noqa: E402
 from mri3dcnn.stats import (  # noqa: E402
@@ -47,7 +56,7 @@ from mri3dcnn.stats import (  # noqa: E402
     sklearn_permutation_test,
     subject_level,
 )
-from mri3dcnn.svm import fit_predict_sklearn, linear_svm  # noqa: E402
+from mri3dcnn.svm import adjusted_linear_svm, fit_predict_sklearn, linear_svm  # noqa: E402
 from mri3dcnn.synthetic import generate_cohort  # noqa: E402
 from mri3dcnn.volumes import brain_mask, load_maps  # noqa: E402
 
@@ -78,8 +87,9 @@ def slice_features(volumes: np.ndarray, n_per_axis: int = 3, pool: int = 2) -> n
 
 
 def cross_validate(name: str, X: np.ndarray, y: np.ndarray, ids: list[str],
-                   plan: pd.DataFrame, inner_folds: int) -> pd.DataFrame:
-    """Stored-format predictions of one pipeline on every fold of every repeat."""
+                   plan: pd.DataFrame, make) -> pd.DataFrame:
+    """Stored-format predictions of one pipeline (`make()` a fresh estimator) on every
+    fold of every repeat."""
     from mri3dcnn.splits import iter_folds
 
     frames = []
@@ -87,8 +97,7 @@ def cross_validate(name: str, X: np.ndarray, y: np.ndarray, ids: list[str],
         for fold, train, test, indep in iter_folds(plan, int(r)):
             with warnings.catch_warnings():  # on null data C often sits at the grid's edge
                 warnings.simplefilter("ignore", UserWarning)
-                out = fit_predict_sklearn(linear_svm(C_GRID, inner_folds), X, y, ids, train,
-                                          test, indep)
+                out = fit_predict_sklearn(make(), X, y, ids, train, test, indep)
             frames.append(out["predictions"].assign(repeat=int(r), fold=fold))
     return pd.concat(frames, ignore_index=True).assign(
         chapter="calibration", model=name, maps="gm", protocol="inner", seed=0)
@@ -117,25 +126,56 @@ def naive_paired_p(a: pd.DataFrame, b: pd.DataFrame, n_boot: int, seed: int) -> 
     return float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
 
 
-PIPELINES = ("SVM, voxels", "SVM, regional means", "SVM, 2D slice features")
+PIPELINES = ("SVM, voxels", "SVM, regional means", "SVM, 2D slice features",
+             "SVM, whole-brain measures (adjusted)")
+#: the small CNN, cross-validated on the first repeat's folds of every `cnn_every`-th seed
+CNN = "CNN (Sequential_2), volumes"
+CNN_EPOCHS = 10
+
+
+def cnn_cross_validate(arrays: dict, y: np.ndarray, ids: list[str], plan: pd.DataFrame,
+                       grid_mm: float, seed: int) -> pd.DataFrame:
+    """Stored-format predictions of the study's default CNN family on grey matter, trained
+    as the chapters train it (inner validation split, early stopping), one repeat."""
+    from mri3dcnn.splits import iter_folds
+    from mri3dcnn.training import FitSpec, fit_predict
+
+    spec = FitSpec(model="sequential_2", maps=("gm",), epochs=CNN_EPOCHS, batch_size=8,
+                   patience=3, seed=seed)
+    frames = []
+    for fold, train, test, indep in iter_folds(plan, 0):
+        out = fit_predict(spec, arrays, y, ids, train, test, indep, grid_mm)
+        frames.append(out["predictions"].assign(repeat=0, fold=fold))
+    return pd.concat(frames, ignore_index=True).assign(
+        chapter="calibration", model=CNN, maps="gm", protocol="inner", seed=0)
 
 
 def seed_decisions(seed: int, n: int, grid_mm: float, folds: int, repeats: int,
                    permutations: int, work: Path, n_boot: int = 300,
-                   pipelines: tuple[str, ...] = PIPELINES) -> list[dict]:
+                   pipelines: tuple[str, ...] = PIPELINES, cnn: bool = False) -> list[dict]:
     """Every decision on one null cohort: one row per (decision, test), `positive` True when
     the test calls an effect that is not there."""
     root = null_cohort(work / f"null-{seed}", n, seed, grid_mm)
-    cohort = Cohort.from_bids(root, ("gm",))
-    gm = load_maps(cohort, ["gm"], grid_mm, work / "cache", progress=False)
+    maps = ["gm", "wm", "fa", "md"]
+    cohort = Cohort.from_bids(root, tuple(maps))
+    arrays = load_maps(cohort, maps, grid_mm, work / "cache", progress=False)
+    gm = {"gm": arrays["gm"]}
     y, ids = cohort.labels, cohort.subjects
     plan = make_split_plan(cohort.participants, folds, repeats, seed=seed)
     inner = max(2, folds - 1)
-    make = {"SVM, voxels": lambda: masked_voxels(gm, ["gm"], brain_mask(grid_mm)),
-            "SVM, regional means": lambda: regional_means(gm, ["gm"], grid_mm)[0],
-            "SVM, 2D slice features": lambda: slice_features(gm["gm"])}
-    features = {k: make[k]() for k in pipelines}
-    preds = {k: cross_validate(k, X, y, ids, plan, inner) for k, X in features.items()}
+    mask = brain_mask(grid_mm)
+    cov, _ = covariates(cohort.participants, arrays, mask)
+    svm = partial(linear_svm, C_GRID, inner)
+    make = {"SVM, voxels": (lambda: masked_voxels(gm, ["gm"], mask), svm),
+            "SVM, regional means": (lambda: regional_means(gm, ["gm"], grid_mm)[0], svm),
+            "SVM, 2D slice features": (lambda: slice_features(gm["gm"]), svm),
+            "SVM, whole-brain measures (adjusted)": (
+                lambda: np.column_stack([cov, global_measures(arrays, maps, mask)]),
+                partial(adjusted_linear_svm, cov.shape[1], inner_folds=inner))}
+    features = {k: make[k][0]() for k in pipelines}
+    preds = {k: cross_validate(k, X, y, ids, plan, make[k][1]) for k, X in features.items()}
+    if cnn:
+        preds[CNN] = cnn_cross_validate(gm, y, ids, plan, grid_mm, seed)
     rows = []
 
     def add(decision, test, positive):
@@ -147,11 +187,12 @@ def seed_decisions(seed: int, n: int, grid_mm: float, folds: int, repeats: int,
         ref_lo, ref_hi = naive_chance_ci(p, n_boot, seed)
         add(f"{name} better than chance", "corrected repeated-CV t, one-sided p < 0.05",
             cv_test(p, alternative="greater")["p_value"] < ALPHA)
-        if permutations and name != "SVM, regional means":
+        if permutations and name in ("SVM, voxels", "SVM, 2D slice features",
+                                     "SVM, whole-brain measures (adjusted)"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 perm = sklearn_permutation_test(
-                    lambda: linear_svm(C_GRID, inner), features[name], y,
+                    make[name][1], features[name], y,
                     plan_folds(plan[plan["repeat"] == 0], ids), permutations, seed=seed,
                     strata=cohort.participants["site"].to_numpy())
             add(f"{name} better than chance",
@@ -167,15 +208,19 @@ def seed_decisions(seed: int, n: int, grid_mm: float, folds: int, repeats: int,
         add(f"{name}, independent site: 95 % CI excludes chance",
             "subject bootstrap, fold models fixed", lo > 0.5 or hi < 0.5)
     for a, b in (("SVM, voxels", "SVM, regional means"),
-                 ("SVM, voxels", "SVM, 2D slice features")):
+                 ("SVM, voxels", "SVM, 2D slice features"),
+                 ("SVM, whole-brain measures (adjusted)", "SVM, voxels"),
+                 (CNN, "SVM, voxels")):
         if a not in preds or b not in preds:
             continue
         decision = f"{a} vs {b.removeprefix('SVM, ')}"
-        d = cv_test(preds[a], preds[b])
+        repeats_a = set(preds[a]["repeat"])  # the CNN runs one repeat: compare on it
+        pa, pb = preds[a], preds[b][preds[b]["repeat"].isin(repeats_a)]
+        d = cv_test(pa, pb)
         add(decision, "corrected repeated-CV t, paired, two-sided p < 0.05", d["p_value"] < ALPHA)
         add(decision, "fixed-model paired bootstrap of pooled CV rows (reference)",
-            naive_paired_p(preds[a], preds[b], n_boot, seed) < ALPHA)
-        ia, ib = subject_level(preds[a], "independent"), subject_level(preds[b], "independent")
+            naive_paired_p(pa, pb, n_boot, seed) < ALPHA)
+        ia, ib = subject_level(pa, "independent"), subject_level(pb, "independent")
         dl = delong_test(ia["y_true"], ia["score"], ib["score"])
         add(decision + " (independent site)", "DeLong AUC, fold models fixed",
             dl["p_value"] < ALPHA)
@@ -209,17 +254,19 @@ def binomial_tolerance(n: int, alpha: float = ALPHA, risk: float = 0.001) -> int
 
 def run(seeds: list[int], n: int, grid_mm: float, folds: int, repeats: int,
         permutations: int, n_boot: int = 300, permutation_every: int = 1,
-        log: Path | None = None, pipelines: tuple[str, ...] = PIPELINES) -> pd.DataFrame:
+        log: Path | None = None, pipelines: tuple[str, ...] = PIPELINES,
+        cnn_every: int = 0) -> pd.DataFrame:
     """Every decision on every seed's null cohort (generated in a temporary folder); the
     permutation test on every `permutation_every`-th seed (it refits the pipeline
-    `permutations` times). With `log`, each seed's decisions are appended to that TSV."""
+    `permutations` times) and the small CNN on every `cnn_every`-th (0: never). With
+    `log`, each seed's decisions are appended to that TSV."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="mri3dcnn-null-") as tmp:
         for i, seed in enumerate(seeds):
             t = time.perf_counter()
             perms = permutations if i % permutation_every == 0 else 0
             new = seed_decisions(seed, n, grid_mm, folds, repeats, perms, Path(tmp), n_boot,
-                                 pipelines)
+                                 pipelines, cnn=bool(cnn_every) and i % cnn_every == 0)
             rows += new
             if log is not None:
                 pd.DataFrame(new).assign(seconds=round(time.perf_counter() - t, 1)).to_csv(
@@ -259,6 +306,8 @@ def main() -> None:
     ap.add_argument("--permutations", type=int, default=19)
     ap.add_argument("--permutation-every", type=int, default=1,
                     help="run the permutation test on every k-th seed only")
+    ap.add_argument("--cnn-every", type=int, default=2,
+                    help="cross-validate the small CNN on every k-th seed (0: never)")
     ap.add_argument("--from-log", action="store_true",
                     help="make the table from the seeds already in --log, running nothing")
     ap.add_argument("--log", type=Path, default=None, help="append each seed's decisions here")
@@ -273,7 +322,7 @@ def main() -> None:
     else:
         decisions = run(seeds, args.subjects, args.grid_mm, args.folds, args.repeats,
                         args.permutations, permutation_every=args.permutation_every,
-                        log=args.log)
+                        log=args.log, cnn_every=args.cnn_every)
     table = calibration_table(decisions)
     seconds = (decisions.groupby("seed")["seconds"].first().sum() if args.from_log
                else time.perf_counter() - t)
@@ -282,11 +331,14 @@ def main() -> None:
                 f"{args.folds}-fold CV x {args.repeats} repeats with the last site held out; "
                 f"C from {list(C_GRID)} by inner CV; {args.permutations} label permutations "
                 f"(within sites, statistic: mean balanced accuracy over the first repeat's "
-                f"folds) on every {args.permutation_every}th seed. "
-                f"Run time {seconds:.0f} s (`python benchmarks/calibration.py "
-                f"--seeds {args.seeds} --subjects {args.subjects} --grid-mm {args.grid_mm:g} "
-                f"--repeats {args.repeats} --permutations {args.permutations} --permutation-every "
-                f"{args.permutation_every}`; AMD EPYC, AVX2, 2 cores shared with other jobs).")
+                f"folds) on every {args.permutation_every}th seed; the CNN (Sequential_2, "
+                f"{CNN_EPOCHS} epochs at most, early stopping on an inner validation split) "
+                f"on the first repeat of every {args.cnn_every}th seed. "
+                f"Run time {seconds:.0f} s on {describe()}, shared with other jobs (`python "
+                f"benchmarks/calibration.py --seeds {args.seeds} --subjects {args.subjects} "
+                f"--grid-mm {args.grid_mm:g} --repeats {args.repeats} --permutations "
+                f"{args.permutations} --permutation-every {args.permutation_every} "
+                f"--cnn-every {args.cnn_every}`).")
     text = markdown(table, settings)
     from mri3dcnn.atomic import write_text
 
