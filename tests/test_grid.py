@@ -32,9 +32,9 @@ def _expected_units(name: str) -> int:
     two_d = 4 * (fusion + (fusion > 1))  # four backbones, per map and joined
     sets = {tuple(m) for m in p.cnn_map_sets}
     cnn = (len(p.sequential_models) + 2 + 2) * len(sets)
-    # chapter 7: channel fusion, late fusion and the published protocol are new; single
-    # maps and branch fusion only where chapters 4-6 did not fit them
-    ch7 = 3 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
+    # chapter 7: channel fusion, late fusion, the traced and the published protocol are
+    # new; single maps and branch fusion only where chapters 4-6 did not fit them
+    ch7 = 4 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
     # chapter 10: modern nets and originals under the modern recipe, pretrained nets
     ch10 = len({*p.fair_modern, *p.fair_originals}) + len(p.fair_pretrained)
     # + chapter 8's null model
