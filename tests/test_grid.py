@@ -138,6 +138,20 @@ def test_grid_keys_are_the_chapters_keys(home):
         cnn.family, "gm", key["repeat"], key["fold"])
 
 
+def test_chapter_7_traced_fits_are_units_of_their_own(home):
+    """The traced fits are planned under chapter 7's keys, never pooled with ours."""
+    study = _study(home, "traced")
+    traced = [m for m in grid.chapter_models("tiny") if m.spec.protocol == "traced"]
+    assert [(m.notebook, m.maps, m.grid) for m in traced] == [("07_multimodal", ("gm",),
+                                                                "after")]
+    m = grid.resolve_family(traced[0], "sequential_2")
+    keys = grid.unit_keys(study, m)
+    assert keys == study.unit_keys(study.cnn("sequential_2", ("gm",), protocol="traced"))
+    inner = study.unit_keys(study.cnn("sequential_2", ("gm",)))
+    assert not {study.store.path_for(k) for k in keys} & {study.store.path_for(k)
+                                                          for k in inner}
+
+
 def test_one_task_per_record(home):
     """Two workers never write the same record: a unit asked for twice is one task."""
     study = _study(home, "tasks")
