@@ -82,7 +82,7 @@ display(fusion["paired"])
 # The epoch is chosen once per repeat and fold, so that fit is the unit of every interval
 # ({numref}`fig-fusion-protocol`).
 
-# %% mystnb={"figure": {"caption": "Top: each fold's traced run, its held-out accuracy after every epoch (one line per repeat), with the epoch of lowest validation loss (circle) and the epoch best on the held-out fold (star) of that same run. Bottom: the published protocol's gain taken apart, each grey dot one repeat and fold, the mean with its 95 % interval (corrected repeated-CV t over repeats and folds); the dashed line marks no difference.", "name": "fig-fusion-protocol"}}
+# %% mystnb={"figure": {"caption": "Top: each fold's traced run, its held-out accuracy after every epoch (one line per repeat), with the epoch of lowest validation loss (ring) and the epoch best on the held-out fold (star) of that same run; a star in a ring is one epoch chosen both ways. Bottom: the published protocol's gain taken apart, each grey dot one repeat and fold, the mean with its 95 % interval (corrected repeated-CV t over repeats and folds); the dashed line marks no difference.", "name": "fig-fusion-protocol"}}
 protocol = study.protocol_chapter(family)
 fig = plots.protocol_comparison(protocol["curves"], protocol["per_fold"],
                                 protocol["comparison"])

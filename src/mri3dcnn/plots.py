@@ -158,8 +158,9 @@ def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
 def protocol_comparison(curves: pd.DataFrame, by_fold: pd.DataFrame,
                         comparison: pd.DataFrame, metric: str = "accuracy") -> plt.Figure:
     """Top, one panel per fold: each repeat's traced run, its held-out `metric` after every
-    epoch, with the epoch chosen on the inner validation loss (circle) and the one the
-    test fold would choose (star) marked on the same curve. Bottom: the three differences
+    epoch, with the epoch chosen on the inner validation loss (ring) and the one the
+    test fold would choose (star) marked on the same curve (a star in a ring: the same
+    epoch). Bottom: the three differences
     of `stats.selection_inflation`, each (repeat, fold) a grey dot, the mean with its
     interval in red."""
     from .stats import SELECTION_COMPARISONS
@@ -177,9 +178,10 @@ def protocol_comparison(curves: pd.DataFrame, by_fold: pd.DataFrame,
             row = by_fold[(by_fold["repeat"] == r) & (by_fold["fold"] == f)].iloc[0]
             ax.plot(c["epoch"], c[metric], "-", color=colours[r], lw=1, alpha=0.8,
                     label=f"held-out {metric}" if r == repeats[0] else None)
-            ax.plot(row["epoch_val"], row["val_chosen"], "o", color="tab:blue", ms=7,
+            ax.plot(row["epoch_val"], row["val_chosen"], "o", color="tab:blue", ms=12,
+                    mfc="none", mew=2,
                     label="epoch of lowest validation loss" if r == repeats[0] else None)
-            ax.plot(row["epoch_test"], row["test_chosen"], "*", color="tab:red", ms=11,
+            ax.plot(row["epoch_test"], row["test_chosen"], "*", color="tab:red", ms=10,
                     label="epoch best on the test fold" if r == repeats[0] else None)
         ax.set_title(f"fold {f}" + (f" ({len(repeats)} repeats)" if len(repeats) > 1 else ""))
         ax.set_xlabel("epoch")
