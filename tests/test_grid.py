@@ -32,9 +32,9 @@ def _expected_units(name: str) -> int:
     two_d = 4 * (fusion + (fusion > 1))  # four backbones, per map and joined
     sets = {tuple(m) for m in p.cnn_map_sets}
     cnn = (len(p.sequential_models) + 2 + 2) * len(sets)
-    # chapter 7: channel fusion, late fusion and the published protocol are new; single
-    # maps and branch fusion only where chapters 4-6 did not fit them
-    ch7 = 3 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
+    # chapter 7: channel fusion, late fusion, the traced and the published protocol are
+    # new; single maps and branch fusion only where chapters 4-6 did not fit them
+    ch7 = 4 + sum((m,) not in sets for m in p.fusion_maps) + (tuple(p.fusion_maps) not in sets)
     # chapter 10: modern nets and originals under the modern recipe, pretrained nets
     ch10 = len({*p.fair_modern, *p.fair_originals}) + len(p.fair_pretrained)
     # + chapter 8's null model
@@ -136,6 +136,20 @@ def test_grid_keys_are_the_chapters_keys(home):
     row = table[stored].iloc[0]
     assert (row["family"], row["maps"], row["repeat"], row["fold"]) == (
         cnn.family, "gm", key["repeat"], key["fold"])
+
+
+def test_chapter_7_traced_fits_are_units_of_their_own(home):
+    """The traced fits are planned under chapter 7's keys, never pooled with ours."""
+    study = _study(home, "traced")
+    traced = [m for m in grid.chapter_models("tiny") if m.spec.protocol == "traced"]
+    assert [(m.notebook, m.maps, m.grid) for m in traced] == [("07_multimodal", ("gm",),
+                                                                "after")]
+    m = grid.resolve_family(traced[0], "sequential_2")
+    keys = grid.unit_keys(study, m)
+    assert keys == study.unit_keys(study.cnn("sequential_2", ("gm",), protocol="traced"))
+    inner = study.unit_keys(study.cnn("sequential_2", ("gm",)))
+    assert not {study.store.path_for(k) for k in keys} & {study.store.path_for(k)
+                                                          for k in inner}
 
 
 def test_one_task_per_record(home):

@@ -127,3 +127,39 @@ def test_progress_bar_is_silent_off_a_terminal(capsys):
     published = _callbacks(FitSpec("sequential_1", ("gm",), 3, 4, 1, protocol="published"),
                            "fit")[0]
     assert published.monitor == "val_accuracy" and published.patience == 3
+
+
+def test_traced_fit_is_the_inner_fit_run_to_the_end_with_the_test_fold_traced(data):
+    """Same seed, same inner split: the traced run repeats the inner run's epochs, runs
+    every epoch, keeps the lowest validation loss, and its trace at that epoch is exactly
+    what the record stores."""
+    _, _, plan = data
+    _, _, test, _ = next(iter_folds(plan))
+    inner = _fit(data, epochs=4, patience=1)
+    traced, again = _fit(data, protocol="traced", epochs=4, patience=1), \
+        _fit(data, protocol="traced", epochs=4, patience=1)
+    hist, info = traced["history"], traced["info"]
+    assert info["epochs_run"] == 4 and inner["info"]["epochs_run"] < 4
+    assert (info["n_train"], info["n_val"]) == (inner["info"]["n_train"],
+                                                inner["info"]["n_val"])
+    ran = inner["info"]["epochs_run"]
+    np.testing.assert_array_equal(hist["val_loss"][:ran], inner["history"]["val_loss"])
+    assert info["best_epoch"] == int(hist["val_loss"].idxmin()) + 1
+    trace = traced["trace"]
+    assert sorted(trace["epoch"].unique()) == [1, 2, 3, 4]
+    assert (trace.groupby("epoch")["participant_id"].apply(sorted) == [sorted(test)] * 4).all()
+    kept = trace[trace.epoch == info["best_epoch"]].set_index("participant_id")
+    cv = traced["predictions"].query("set == 'cv'").set_index("participant_id")
+    np.testing.assert_array_equal(kept.loc[cv.index, "score"], cv["score"])
+    np.testing.assert_array_equal(kept.loc[cv.index, "pred"], cv["pred"])
+    np.testing.assert_array_equal(trace["score"], again["trace"]["score"])
+    assert "trace" not in inner
+
+
+def test_traced_callbacks_run_every_epoch_on_the_validation_loss():
+    from mri3dcnn.training import _callbacks
+
+    stop = _callbacks(FitSpec("sequential_1", ("gm",), 7, 4, 1, protocol="traced"), "fit")[0]
+    assert stop.monitor == "val_loss" and stop.patience == 7 and stop.restore_best_weights
+    with pytest.raises(ValueError, match="inner"):
+        FitSpec("sfcn", ("gm",), 1, 4, 1, recipe="modern", protocol="traced")

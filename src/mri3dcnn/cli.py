@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--maps", nargs="+", default=["gm"])
     ex.add_argument("--fusion", default=None, choices=["none", "branch", "channel"],
                     help="default: branch for several maps")
-    ex.add_argument("--protocol", default="inner", choices=["inner", "published"])
+    ex.add_argument("--protocol", default="inner", choices=["inner", "published", "traced"])
     ex.add_argument("--repeat", type=int, default=0)
     ex.add_argument("--fold", type=int, default=None,
                     help="export this fold's model; default: the ensemble of every fold")

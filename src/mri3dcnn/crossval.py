@@ -40,8 +40,9 @@ FUSIONS = ("none", "concatenated", "branch", "channel", "late")
 PLAIN_FUSIONS = ("none", "concatenated", "branch")
 #: model variants beside the plain model: a null model and the published code's wiring
 VARIANTS = ("none", "shuffled-labels", "published-wiring")
-#: epoch selection on training subjects only, or on the test fold as published
-PROTOCOLS = ("inner", "published")
+#: epoch selection on training subjects only, on the test fold as published, or on training
+#: subjects with every epoch run and the held-out fold predicted after each (`training`)
+PROTOCOLS = ("inner", "published", "traced")
 #: the explicit fields of a record key, in the order tables show them
 KEY_FIELDS = ("chapter", "family", "maps", "fusion", "protocol", "variant", "features",
               "fold", "repeat", "seed")

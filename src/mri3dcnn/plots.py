@@ -131,7 +131,7 @@ def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
     """Every model's metric with its 95 % bootstrap CI, cross-validation and independent set."""
     d = summary.copy()
     d["label"] = d["model"] + " [" + d["maps"] + "]" + np.where(
-        d["protocol"] == "published", " (published protocol)", "")
+        d["protocol"] == "inner", "", " (" + d["protocol"] + " protocol)")
     d = d.sort_values(["set", metric])
     sets = list(d["set"].unique())
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 0.45 * d["label"].nunique()
@@ -155,26 +155,54 @@ def model_forest(summary: pd.DataFrame, metric: str = "balanced_accuracy",
     return fig
 
 
-def protocol_comparison(per_fold: pd.DataFrame, difference: dict,
-                        metric: str = "accuracy") -> plt.Figure:
-    """Per-fold metric under each selection protocol, joined by fold, and the pooled
-    difference with its paired bootstrap CI."""
-    d = per_fold[per_fold["set"] == "cv"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [2, 1]})
-    for _, g in d.groupby("fold"):
-        g = g.set_index("protocol").reindex(["inner", "published"])
-        axes[0].plot([0, 1], g[metric], "o-", color="tab:gray", alpha=0.7)
-    axes[0].set_xticks([0, 1], ["epoch chosen on\ntraining subjects", "epoch chosen on\nthe test fold"])
-    axes[0].set_ylabel(f"{metric} (each line one fold)")
-    axes[0].set_xlim(-0.4, 1.4)
-    err = [[difference["difference"] - difference["ci_low"]],
-           [difference["ci_high"] - difference["difference"]]]
-    axes[1].errorbar([0], [difference["difference"]], yerr=err, fmt="o", capsize=6,
-                     color="tab:red")
-    axes[1].axhline(0, color="grey", ls="--")
-    axes[1].set_xticks([0], ["published - inner"])
-    axes[1].set_ylabel(f"{metric} inflation (95 % CI)")
-    fig.tight_layout()
+def protocol_comparison(curves: pd.DataFrame, by_fold: pd.DataFrame,
+                        comparison: pd.DataFrame, metric: str = "accuracy") -> plt.Figure:
+    """Top, one panel per fold: each repeat's traced run, its held-out `metric` after every
+    epoch, with the epoch chosen on the inner validation loss (ring) and the one the
+    test fold would choose (star) marked on the same curve (a star in a ring: the same
+    epoch). Bottom: the three differences
+    of `stats.selection_inflation`, each (repeat, fold) a grey dot, the mean with its
+    interval in red."""
+    from .stats import SELECTION_COMPARISONS
+
+    folds = sorted(by_fold["fold"].unique())
+    repeats = sorted(by_fold["repeat"].unique())
+    colours = dict(zip(repeats, sns.color_palette("Greys_d" if len(repeats) > 1 else ["0.4"],
+                                                  len(repeats)), strict=True))
+    fig = plt.figure(figsize=(max(8.0, 2.4 * len(folds)), 6.5), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=[1.3, 1])
+    top = np.atleast_1d(upper.subplots(1, len(folds), sharey=True))
+    for ax, f in zip(top, folds, strict=True):
+        for r in repeats:
+            c = curves[(curves["repeat"] == r) & (curves["fold"] == f)].sort_values("epoch")
+            row = by_fold[(by_fold["repeat"] == r) & (by_fold["fold"] == f)].iloc[0]
+            ax.plot(c["epoch"], c[metric], "-", color=colours[r], lw=1, alpha=0.8,
+                    label=f"held-out {metric}" if r == repeats[0] else None)
+            ax.plot(row["epoch_val"], row["val_chosen"], "o", color="tab:blue", ms=12,
+                    mfc="none", mew=2,
+                    label="epoch of lowest validation loss" if r == repeats[0] else None)
+            ax.plot(row["epoch_test"], row["test_chosen"], "*", color="tab:red", ms=10,
+                    label="epoch best on the test fold" if r == repeats[0] else None)
+        ax.set_title(f"fold {f}" + (f" ({len(repeats)} repeats)" if len(repeats) > 1 else ""))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    top[0].set_ylabel(f"held-out {metric}")
+    upper.legend(*top[0].get_legend_handles_labels(), loc="outside lower center", ncols=3,
+                 fontsize="small")
+    ax = lower.subplots()
+    y = np.arange(len(comparison))[::-1]
+    cols = {name: (a, b) for name, a, b in SELECTION_COMPARISONS}
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(by_fold))
+    for yi, (_, row) in zip(y, comparison.iterrows(), strict=True):
+        a, b = cols[row["comparison"]]
+        ax.plot(by_fold[a] - by_fold[b], yi + jitter, "o", color="0.6", ms=4, alpha=0.7)
+        ax.errorbar([row["difference"]], [yi],
+                    xerr=[[row["difference"] - row["ci_low"]],
+                          [row["ci_high"] - row["difference"]]],
+                    fmt="D", color="tab:red", capsize=5, ms=7)
+    ax.axvline(0, color="grey", ls="--")
+    ax.set_yticks(y, comparison["comparison"])
+    ax.set_xlabel(f"{metric} difference (each grey dot one repeat and fold; 95 % CI)")
     return fig
 
 

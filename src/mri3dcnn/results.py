@@ -1,7 +1,9 @@
 """ResultsStore: one record per unit of work (see `crossval` for the key's fields).
 
 Each record is a folder named by the hash of its full configuration, holding per-subject
-predictions, the training history, timings and any artefacts (the saved model). A record is
+predictions, the training history, timings and any artefacts (the saved model). A traced
+CNN fit (`protocol="traced"`) also keeps `trace.tsv`: the held-out fold predicted after
+every epoch, one row per epoch and subject. A record is
 built in a temporary folder and renamed into place, so a killed run leaves no half record
 and the next run resumes at the first missing one. Rendering the book again with the same
 parameters reads records and trains nothing.
@@ -45,6 +47,13 @@ class Record:
     def history(self) -> pd.DataFrame | None:
         p = self.path / "history.tsv"
         return pd.read_csv(p, sep="\t") if p.exists() else None
+
+    @property
+    def trace(self) -> pd.DataFrame | None:
+        """The held-out fold predicted after every epoch (epoch, participant_id, y_true,
+        score, pred), kept by traced fits only."""
+        p = self.path / "trace.tsv"
+        return pd.read_csv(p, sep="\t", dtype={"participant_id": str}) if p.exists() else None
 
     @property
     def name(self) -> str:
@@ -109,8 +118,10 @@ class ResultsStore:
         return Record(key=info["key"], path=path, info=info)
 
     def put(self, key: dict, predictions: pd.DataFrame, history: pd.DataFrame | None = None,
-            info: dict | None = None, artifacts: Callable[[Path], None] | None = None) -> Record:
-        """Store a finished result atomically. `artifacts(folder)` may write extra files."""
+            info: dict | None = None, artifacts: Callable[[Path], None] | None = None,
+            trace: pd.DataFrame | None = None) -> Record:
+        """Store a finished result atomically. `artifacts(folder)` may write extra files;
+        `trace` is a traced fit's per-epoch held-out predictions (`Record.trace`)."""
         key = _normalise_key(key)
         missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
         if missing:
@@ -120,6 +131,8 @@ class ResultsStore:
             predictions.to_csv(tmp / "predictions.tsv", sep="\t", index=False)
             if history is not None:
                 history.to_csv(tmp / "history.tsv", sep="\t", index=False)
+            if trace is not None:
+                trace.to_csv(tmp / "trace.tsv", sep="\t", index=False)
             if artifacts is not None:
                 artifacts(tmp)
             meta = {"key": key, "hash": final.name, "created": time.time(),
@@ -130,15 +143,15 @@ class ResultsStore:
     def get_or_compute(self, key: dict, compute: Callable[[], dict]) -> Record:
         """The stored record, or `compute()` run and stored.
 
-        `compute` returns a dict with `predictions` and optionally `history`, `info` and
-        `artifacts` (a function writing files into the record folder).
+        `compute` returns a dict with `predictions` and optionally `history`, `info`,
+        `artifacts` (a function writing files into the record folder) and `trace`.
         """
         found = self.get(key)
         if found is not None:
             return found
         out = compute()
         return self.put(key, out["predictions"], out.get("history"), out.get("info"),
-                        out.get("artifacts"))
+                        out.get("artifacts"), out.get("trace"))
 
     def records(self, chapter: str | None = None) -> list[Record]:
         """Every stored record, or those of one chapter."""
@@ -187,3 +200,39 @@ def predictions_of(records: list[Record]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=[*PREDICTION_COLUMNS, *RECORD_COLUMNS])
     return pd.concat(frames, ignore_index=True)
+
+
+#: what `traces_of` gives per held-out subject and epoch
+TRACE_COLUMNS = ("repeat", "fold", "epoch", "participant_id", "y_true", "score", "pred",
+                 "val_loss", "val_accuracy", "hash")
+
+
+def traces_of(records: list[Record]) -> pd.DataFrame:
+    """The traces of traced fits in one table, with each epoch's validation loss and
+    accuracy (on the inner validation split) from the fit's history.
+
+    Parameters
+    ----------
+    records : list of Record
+        Records of `protocol="traced"` fits.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record, epoch and held-out subject (`TRACE_COLUMNS`); `hash` names the
+        run, so an epoch is never matched with another run's.
+    """
+    frames = []
+    for rec in records:
+        trace = rec.trace
+        if trace is None:
+            raise ValueError(f"Record {rec.info['hash']} ({rec.name}, protocol "
+                             f"{rec.key['protocol']}) has no trace: only traced fits keep "
+                             "one.")
+        hist = rec.history[["epoch", "val_loss", "val_accuracy"]]
+        frames.append(trace.merge(hist, on="epoch", how="left", validate="many_to_one")
+                      .assign(repeat=int(rec.key["repeat"]), fold=int(rec.key["fold"]),
+                              hash=rec.info["hash"]))
+    if not frames:
+        return pd.DataFrame(columns=list(TRACE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(TRACE_COLUMNS)]

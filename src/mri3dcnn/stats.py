@@ -257,6 +257,134 @@ def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str = "accuracy"
     return bootstrap_difference(a, b, metric, set_name, n_boot, seed)
 
 
+# --- what selecting the epoch on the test fold adds ---------------------------------------
+
+#: the rows of `selection_inflation`: label, then the per-fold columns subtracted (a - b)
+SELECTION_COMPARISONS = (
+    ("selection on the test fold", "test_chosen", "val_chosen"),
+    ("100 % vs 80 % of training subjects", "published", "test_chosen"),
+    ("total: published minus honest", "published", "val_chosen"),
+)
+
+
+def epoch_curves(trace: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Per traced run (one per repeat and fold) and epoch: `metric` on the held-out fold,
+    and the loss and accuracy on the inner validation split.
+
+    Parameters
+    ----------
+    trace : pandas.DataFrame
+        `results.traces_of`: one row per run, epoch and held-out subject.
+    metric : str
+        One of `METRICS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        repeat, fold, epoch, `metric`, val_loss, val_accuracy, n_test and hash.
+    """
+    runs = trace.groupby(["repeat", "fold"])["hash"].nunique()
+    if (runs > 1).any():
+        r, f = runs[runs > 1].index[0]
+        raise ValueError(f"Repeat {r}, fold {f} has {runs[(r, f)]} traced runs; an epoch is "
+                         "chosen within one run, so pass one run per repeat and fold.")
+    rows = []
+    for (r, f, e), g in trace.groupby(["repeat", "fold", "epoch"], sort=True):
+        rows.append({"repeat": int(r), "fold": int(f), "epoch": int(e),
+                     metric: metrics(g["y_true"], g["score"], g["pred"])[metric],
+                     "val_loss": float(g["val_loss"].iloc[0]),
+                     "val_accuracy": float(g["val_accuracy"].iloc[0]),
+                     "n_test": int(g["participant_id"].nunique()), "hash": g["hash"].iloc[0]})
+    return pd.DataFrame(rows, columns=["repeat", "fold", "epoch", metric, "val_loss",
+                                       "val_accuracy", "n_test", "hash"])
+
+
+def selection_by_fold(trace: pd.DataFrame, published: pd.DataFrame,
+                      metric: str = "accuracy") -> pd.DataFrame:
+    """Per (repeat, fold): the traced run's held-out `metric` at the epoch chosen on the
+    inner validation split and at the epoch chosen on the held-out fold, and the published
+    arm's (all training subjects, epoch chosen on the held-out fold).
+
+    Both epochs are read from the same run: the validation-chosen one has the lowest
+    validation loss, the test-chosen one the highest held-out `metric`, the first epoch on
+    ties (as Keras keeps a strict improvement).
+
+    Parameters
+    ----------
+    trace : pandas.DataFrame
+        `results.traces_of` of the traced fits.
+    published : pandas.DataFrame
+        `results.predictions_of` of the published fits on the same folds.
+    metric : str
+        One of `METRICS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        repeat, fold, epoch_val, epoch_test, val_chosen, test_chosen, published, n_test and
+        n_train (the fold's held-out and training subjects).
+    """
+    curves = epoch_curves(trace, metric)
+    cv = published[published["set"] == "cv"]
+    rows = []
+    for (r, f), g in curves.groupby(["repeat", "fold"], sort=True):
+        g = g.sort_values("epoch", kind="stable").reset_index(drop=True)
+        val, test = g.loc[g["val_loss"].idxmin()], g.loc[g[metric].idxmax()]
+        pub = cv[(cv["repeat"] == r) & (cv["fold"] == f)]
+        held_out = set(trace.loc[(trace["repeat"] == r) & (trace["fold"] == f),
+                                 "participant_id"])
+        if set(pub["participant_id"]) != held_out or pub["participant_id"].duplicated().any():
+            raise ValueError(f"Repeat {r}, fold {f}: the published fit must predict the "
+                             "traced run's held-out subjects, once each.")
+        rows.append({"repeat": int(r), "fold": int(f), "epoch_val": int(val["epoch"]),
+                     "epoch_test": int(test["epoch"]), "val_chosen": float(val[metric]),
+                     "test_chosen": float(test[metric]),
+                     "published": metrics(pub["y_true"], pub["score"], pub["pred"])[metric],
+                     "n_test": len(held_out)})
+    out = pd.DataFrame(rows, columns=["repeat", "fold", "epoch_val", "epoch_test",
+                                      "val_chosen", "test_chosen", "published", "n_test"])
+    sizes = trace.groupby("repeat")["participant_id"].nunique()
+    out["n_train"] = out["repeat"].map(sizes) - out["n_test"]
+    return out
+
+
+def selection_inflation(by_fold: pd.DataFrame, metric: str = "accuracy",
+                        level: float = 0.95) -> pd.DataFrame:
+    """What the published protocol adds, in three labelled parts (`SELECTION_COMPARISONS`):
+    choosing the epoch on the test fold within one run, training on all training subjects
+    instead of 80 %, and both together.
+
+    The unit is the (repeat, fold) fit, where the epoch is selected: each difference is the
+    mean over units with the corrected repeated-CV t interval (`corrected_ttest`), since
+    units share training subjects.
+
+    Parameters
+    ----------
+    by_fold : pandas.DataFrame
+        `selection_by_fold`.
+    metric : str
+        The metric `by_fold` holds (for the `test` column).
+    level : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        comparison, difference, ci_low, ci_high, p_value (two sided, no difference), units
+        and test.
+    """
+    n_train, n_test = by_fold["n_train"].mean(), by_fold["n_test"].mean()
+    test = (f"corrected repeated-CV t ({_cv_design(by_fold)}), paired {metric} difference "
+            "per (repeat, fold)")
+    rows = []
+    for name, a, b in SELECTION_COMPARISONS:
+        t = corrected_ttest(by_fold[a] - by_fold[b], n_train, n_test, level=level)
+        rows.append({"comparison": name, "difference": t["estimate"], "ci_low": t["ci_low"],
+                     "ci_high": t["ci_high"], "p_value": t["p_value"],
+                     "units": int(len(by_fold)), "test": test})
+    return pd.DataFrame(rows)
+
+
 def per_fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per stored record and evaluation set, with the five metrics."""
     keys = ["chapter", "model", "maps", "protocol", "repeat", "fold", "seed", "set"]
@@ -359,7 +487,7 @@ def holm(p_values) -> np.ndarray:
 def label(df: pd.DataFrame) -> pd.Series:
     """A readable model label: `model [maps]`, with the protocol when it is not ours."""
     lab = df["model"] + " [" + df["maps"] + "]"
-    return lab.where(df["protocol"] == "inner", lab + " (published protocol)")
+    return lab.where(df["protocol"] == "inner", lab + " (" + df["protocol"] + " protocol)")
 
 
 def compare_auc(predictions: pd.DataFrame, pairs: list[tuple[str, str]],

@@ -5,6 +5,10 @@ which selects the model on its test data. Here the default protocol (`"inner"`) 
 a stratified validation split of the *training* subjects for epoch selection and early
 stopping; the held-out fold is used once, for prediction. `protocol="published"`
 reproduces the original selection so the book can measure how much it inflates accuracy.
+`protocol="traced"` fits as `"inner"` does (same seed, same validation split) but runs every
+epoch and predicts the held-out fold after each one (`trace`): its record holds the honest
+prediction (the epoch with the lowest validation loss), and its trace tells which epoch
+the test fold would have chosen in the same run.
 
 `recipe` names how the network is trained (`recipes.RECIPES`). `"original"` is the profile's
 protocol with the family's own optimizer and loss, exactly as the study's chapters train;
@@ -202,11 +206,32 @@ def _callbacks(spec: FitSpec, progress_desc: str, training: Training | None = No
     if training.recipe is not None:
         return [*training.recipe.callbacks(training.patience), progress]
     published = spec.protocol == "published"
+    every_epoch = spec.protocol in ("published", "traced")
     best = keras.callbacks.EarlyStopping(
         monitor="val_accuracy" if published else "val_loss",
         mode="max" if published else "min",
-        patience=spec.epochs if published else spec.patience, restore_best_weights=True)
+        patience=spec.epochs if every_epoch else spec.patience, restore_best_weights=True)
     return [best, progress]
+
+
+def held_out_trace(inputs, batch_size: int = 32):
+    """A Keras callback predicting `inputs` (the held-out fold) after every epoch.
+
+    Its `probs` list holds one (subjects x 2) array per epoch, predicted with the batch
+    size of the final prediction, so the epoch the fit keeps predicts exactly what the
+    record stores. It only reads the model: the fit itself is unchanged.
+    """
+    import keras
+
+    class HeldOutTrace(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.probs: list[np.ndarray] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.probs.append(self.model.predict(inputs, batch_size=batch_size, verbose=0))
+
+    return HeldOutTrace()
 
 
 def _build(spec: FitSpec, training: Training, grid: tuple[int, ...], n_fit: int):
@@ -283,7 +308,9 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     split and their probabilities are averaged: the ensemble is one record, each member's
     model saved beside it. `ages` (one per subject in `ids`) are needed to pretrain.
 
-    Returns what `ResultsStore.put` takes: predictions, history, info and the model saver.
+    Returns what `ResultsStore.put` takes: predictions, history, info and the model saver,
+    and under `protocol="traced"` the held-out fold's predictions after every epoch
+    (`trace`: epoch, participant_id, y_true, score, pred).
     """
     import keras
 
@@ -299,7 +326,7 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     if spec.variant == "shuffled-labels":
         y = y.copy()
         y[train] = np.random.default_rng(spec.seed).permutation(y[train])
-    if spec.protocol == "inner":
+    if spec.protocol in ("inner", "traced"):
         fit_idx, val_idx = train_test_split(train, test_size=spec.val_fraction,
                                             stratify=y[train], random_state=spec.seed)
     else:
@@ -325,6 +352,7 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     inputs = {part: model_inputs(norm.transform(arrays, idx), spec.maps, spec.fusion)
               for part, idx in parts}
     models, histories, members, probs = [], [], [], {part: [] for part, _ in parts}
+    traced = spec.protocol == "traced" and len(test) > 0
     fit_s = predict_s = 0.0
     for k, seed in enumerate(training.seeds):
         keras.utils.set_random_seed(seed)
@@ -335,6 +363,9 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
                     layer.set_weights(pretrained[layer.name])
         callbacks = _callbacks(spec, desc if len(training.seeds) == 1 else f"{desc} s{seed}",
                                training)
+        if traced:  # one seed: a traced fit uses the default recipe (FitSpec checks)
+            tracer = held_out_trace(inputs["cv"])
+            callbacks.append(tracer)
         t0 = time.perf_counter()
         hist = model.fit(
             _batches(x_fit, y[fit_idx], spec, seed, grid_mm, training),
@@ -360,11 +391,17 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
 
     rows = []
     for part, idx in parts:
-        prob = np.mean(probs[part], axis=0)
-        score = prob[:, 1] / np.maximum(prob.sum(axis=1), 1e-12)
+        score = _score(np.mean(probs[part], axis=0))
         for j, i in enumerate(idx):
             rows.append({"participant_id": ids[i], "set": part, "y_true": int(y[i]),
                          "score": float(score[j]), "pred": int(score[j] > 0.5)})
+    trace = None
+    if traced:
+        trace = pd.DataFrame([
+            {"epoch": e, "participant_id": ids[i], "y_true": int(y[i]),
+             "score": float(s), "pred": int(s > 0.5)}
+            for e, prob in enumerate(tracer.probs, start=1)
+            for i, s in zip(test, _score(prob), strict=True)])
 
     def save_model(folder: Path) -> None:
         """The first member as `model.keras` (what saliency reads), the others beside it."""
@@ -388,9 +425,17 @@ def fit_predict(spec: FitSpec, arrays: dict[str, np.ndarray], y: np.ndarray,
     if pretrained is not None:
         info["timings"]["pretrain_s"] = pretrain_s
     keras.backend.clear_session()
-    return {"predictions": pd.DataFrame(rows), "history": pd.concat(histories,
-                                                                   ignore_index=True),
-            "info": info, "artifacts": save_model}
+    out = {"predictions": pd.DataFrame(rows), "history": pd.concat(histories,
+                                                                  ignore_index=True),
+           "info": info, "artifacts": save_model}
+    if trace is not None:
+        out["trace"] = trace
+    return out
+
+
+def _score(prob: np.ndarray) -> np.ndarray:
+    """The patient class's share of a (subjects x 2) probability array: the stored score."""
+    return prob[:, 1] / np.maximum(prob.sum(axis=1), 1e-12)
 
 
 @dataclass
