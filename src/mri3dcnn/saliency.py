@@ -11,6 +11,7 @@ integrated gradients' zero baseline is the average training subject.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, stats
 from sklearn.metrics import roc_auc_score
+
+from .atomic import atomic_directory
+from .derivatives import describe, label, sidecar_of, write_image
+from .maps import derivative_path, map_info
+from .space import SPACE
+from .volumes import to_image
 
 METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion")
 #: A method passes the sanity checks (Adebayo et al. 2018) when its maps' rank correlation
@@ -230,11 +237,6 @@ class _Dataset:
 
     def subject(self, sub: str, method: str, map_name: str, volume: np.ndarray,
                 rec) -> None:
-        from .derivatives import label, sidecar_of, write_image
-        from .maps import derivative_path, map_info
-        from .space import SPACE
-        from .volumes import to_image
-
         rel = derivative_path(sub, f"desc-{label(method, map_name.upper())}_saliency.nii.gz",
                               self.grid_mm, SPACE, map_info(map_name).datatype)
         this = {"Repeat": int(rec.key["repeat"]), "Fold": int(rec.key["fold"]),
@@ -243,8 +245,6 @@ class _Dataset:
         recs = [this]
         side = sidecar_of(self.root / rel)
         if side.exists():  # held out in an earlier repeat too: the running mean
-            import json
-
             recs = [*json.loads(side.read_text())["Records"], this]
             old = np.asarray(nib.load(self.root / rel).dataobj, dtype=np.float32)
             volume = old + (volume - old) / len(recs)
@@ -255,11 +255,6 @@ class _Dataset:
 
     def group(self, method: str, map_name: str, volume: np.ndarray, recs: list[dict],
               n_subjects: int) -> None:
-        from .derivatives import label, write_image
-        from .maps import derivative_path
-        from .space import SPACE
-        from .volumes import to_image
-
         rel = derivative_path(None, f"desc-{label(method, map_name.upper())}_saliency.nii.gz",
                               self.grid_mm, SPACE)
         meta = self._meta(method, map_name, f"group {method} saliency of {self.model}: mean "
@@ -309,8 +304,6 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
     """
     from contextlib import nullcontext
 
-    from .atomic import atomic_directory
-    from .derivatives import describe
 
     pos = {s: i for i, s in enumerate(ids)}
     sums: dict[str, dict[str, np.ndarray]] = {}
