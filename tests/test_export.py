@@ -9,10 +9,14 @@ import pandas as pd
 import pytest
 
 from mri3dcnn.cli import main
+from mri3dcnn.cohort import parse_bids_name
+from mri3dcnn.derivatives import check_dataset
 from mri3dcnn.export import ExportError, export_model, predict, select_records
 from mri3dcnn.preprocessing import Normaliser
 
 TOLERANCE = 1e-6
+#: the columns of predictions.tsv, each described in its sidecar
+COLUMNS = ["participant_id", "probability", "predicted_group", "resampled"]
 
 
 def test_the_normalisation_layer_gives_the_normalisers_numbers(tmp_path):
@@ -64,17 +68,20 @@ def test_a_fold_model_exported_then_applied_reproduces_its_stored_scores(
         fitted, tiny_cohort, tmp_path, maps, fusion):
     rec = select_records(fitted.store, "sequential_1", maps, fusion, fold=0)
     folder = export_model(rec, tmp_path / "model", n_boot=50)
-    table = predict(folder, tiny_cohort, tmp_path / "out" / "predictions.tsv")
+    table = predict(folder, tiny_cohort, tmp_path / "out")
     assert list(table.participant_id) == fitted.ids and table.attrs["notes"] == []
     stored = rec[0].predictions
     both = _compare(table, stored)
     assert set(both.set) == {"cv", "independent"}
     written = pd.read_csv(tmp_path / "out" / "predictions.tsv", sep="\t",
                           dtype={"participant_id": str})
-    assert list(written.columns) == ["participant_id", "probability", "predicted_group"]
+    assert list(written.columns) == COLUMNS and written["resampled"].isna().all()
     _compare(written, stored)
     sidecar = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert sidecar["GeneratedBy"][0]["Maps"] == list(maps)
+    assert list(sidecar) == COLUMNS and all(c["Description"] for c in sidecar.values())
+    desc = json.loads((tmp_path / "out" / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and "+".join(maps) in desc["Name"]
+    assert check_dataset(tmp_path / "out") == []
 
 
 def test_the_fold_ensemble_scores_the_independent_site_as_the_study_does(
@@ -82,7 +89,7 @@ def test_the_fold_ensemble_scores_the_independent_site_as_the_study_does(
     recs = select_records(fitted.store, "sequential_1", ["gm"])
     assert len(recs) == 2
     folder = export_model(recs, tmp_path / "ensemble", n_boot=50)
-    table = predict(folder, tiny_cohort, tmp_path / "p.tsv")
+    table = predict(folder, tiny_cohort, tmp_path / "p")
     preds = pd.concat([r.predictions for r in recs])
     indep = preds[preds.set == "independent"].groupby("participant_id", as_index=False).agg(
         score=("score", "mean"))
@@ -105,15 +112,30 @@ def test_export_and_predict_from_the_command_line_with_saliency(fitted, tiny_coh
     main(["export", str(tmp_path / "m"), "--family", "sequential_1", "--maps", "gm",
           "--fold", "1", "--results", results])
     assert "fold 1" in capsys.readouterr().out
-    out = tmp_path / "pred.tsv"
+    out = tmp_path / "pred"
     main(["predict", str(tmp_path / "m"), str(tiny_cohort), "--out", str(out), "--saliency"])
+    assert f"{out / 'predictions.tsv'}: 24 subjects" in capsys.readouterr().out
     sub = fitted.ids[0]
-    maps = sorted((tmp_path / "pred" / sub / "anat").glob("*_saliency.nii.gz"))
+    maps = sorted((out / sub / "anat").glob("*_saliency.nii.gz"))
     assert [p.name for p in maps] == [
         f"{sub}_space-MNI152NLin2009aSym_res-8mm_desc-gradientGM_saliency.nii.gz"]
+    assert parse_bids_name(maps[0].name)[0] == {
+        "sub": sub.removeprefix("sub-"), "space": "MNI152NLin2009aSym", "res": "8mm",
+        "desc": "gradientGM"}
     img = nib.load(maps[0])
     assert img.shape == fitted.mask.shape and np.abs(img.get_fdata()).max() > 0
-    assert (tmp_path / "pred" / "dataset_description.json").exists()
+    side = json.loads(maps[0].with_name(maps[0].name.replace(".nii.gz", ".json")).read_text())
+    assert side["Method"] == "gradient" and side["Map"] == "gm" and side["Folds"] == [1]
+    assert check_dataset(out) == []
+    assert len(list(out.rglob("*_saliency.nii.gz"))) == len(fitted.ids)
+    with pytest.raises(SystemExit, match=r"the output is a folder .* use .*pred"):
+        main(["predict", str(tmp_path / "m"), str(tiny_cohort), "--out", str(out) + ".tsv"])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="is not an output of predict"):
+        main(["predict", str(tmp_path / "m"), str(tiny_cohort), "--out",
+              str(tmp_path / "mine")])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit, match="no stored fold 5 of sequential_1 on gm; stored "
                                          r"folds: \[0, 1\]"):
         main(["export", str(tmp_path / "x"), "--family", "sequential_1", "--fold", "5",
@@ -133,8 +155,8 @@ def test_a_missing_map_names_the_subject_the_folder_and_the_fix(fitted, tiny_coh
         f.unlink()
     with pytest.raises(ExportError, match=rf"Subject {sub}: no fa map under .*{sub}; the "
                                           r"model needs gm\+fa. Add dwi/"):
-        predict(folder, cohort, tmp_path / "p.tsv")
-    assert not (tmp_path / "p.tsv").exists()
+        predict(folder, cohort, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
 
 
 def test_maps_on_another_grid_are_resampled_with_a_note(fitted, tiny_cohort, tmp_path):
@@ -151,9 +173,9 @@ def test_maps_on_another_grid_are_resampled_with_a_note(fitted, tiny_cohort, tmp
     image.resample_img(nib.load(gm), target_affine=np.diag([6.0, 6.0, 6.0]),
                        interpolation="continuous", force_resample=True,
                        copy_header=True).to_filename(gm)
-    table = predict(folder, cohort, tmp_path / "p.tsv")
+    table = predict(folder, cohort, tmp_path / "p")
     (note,) = table.attrs["notes"]
     assert str(gm) in note and "resampled to the model's" in note
     assert 0.0 <= table.probability.iloc[0] <= 1.0
-    sidecar = json.loads((tmp_path / "p.json").read_text())
-    assert sidecar["Resampled"] == [note]
+    written = pd.read_csv(tmp_path / "p" / "predictions.tsv", sep="\t")
+    assert list(written["resampled"]) == ["gm"]

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mri3dcnn"
 #: the layers, lowest first; a module may import from its own layer and the ones before
 LAYERS = [
     ("data", {"config", "maps", "atomic", "hardware", "space", "synthetic", "cohort",
-              "volumes", "splits", "atlas", "manifest", "prepare", "features",
+              "derivatives", "volumes", "splits", "atlas", "manifest", "prepare", "features",
               "torchpickle"}),
     ("models", {"models", "recipes", "preprocessing"}),
     ("training", {"crossval", "training", "svm", "pretrained2d"}),

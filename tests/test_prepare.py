@@ -4,6 +4,7 @@ gradient tables from a known tensor per tissue, placed in its own rigidly moved 
 
 import json
 import shutil
+from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -55,6 +56,7 @@ def _sample(vol, affine, world, order=1):
     return ndimage.map_coordinates(vol, ijk, order=order, mode="constant")
 
 
+@lru_cache(maxsize=1)
 def _mni_tissues(mm=2.0):
     t = template_images(mm)
     arrays = {k: t[k].get_fdata().astype(np.float32) for k in ("gm", "wm", "csf", "brain")}
@@ -348,3 +350,58 @@ def test_simulated_signal_is_dipys_tensor_model():
         probs[0, k] = 1.0
         expected = single_tensor(gtab, S0=s0, evals=np.array(evals) * 1e-3, evecs=np.eye(3))
         np.testing.assert_allclose(_signal(probs, gtab)[0], expected, rtol=1e-6)
+
+
+#: the cheapest settings that still segment and register, for the end-to-end test below
+E2E_CFG = PrepareConfig(**{**CFG.__dict__, **CODING, "grid_mm": 6.0, "reg_mm": 6.0,
+                           "n4_shrink": 4, "n4_iterations": (20,)})
+
+
+@pytest.mark.slow
+def test_prepare_then_the_tiny_svm_study_end_to_end(tmp_path, monkeypatch, capsys):
+    """Raw BIDS -> `prepare` -> `mri3dcnn cohort` -> chapter 2's SVMs cross-validated at the
+    tiny profile on the prepared folder: every record holds one finite prediction per
+    subject it scores, each cross-validation subject predicted once, by a model that did
+    not train on it, and the independent site by every fold's model.
+
+    Ten subjects: site A's eight make a 2-fold CV whose training halves hold two of each
+    group (the least the SVMs' inner 2-fold search of C needs); site B's two are the
+    independent set. nilearn's Decoder, whose own inner CV has three folds, would need
+    three of each group per training half, and is left out."""
+    from mri3dcnn.crossval import CHAPTER_SVM
+    from mri3dcnn.study import Study
+
+    monkeypatch.setenv("MRI3DCNN_HOME", str(tmp_path / "home"))
+    groups = {f"sub-{i:02d}": "SCHZ" if i % 2 else "CONTROL" for i in range(1, 11)}
+    raw = write_raw(tmp_path / "raw", groups, np.random.default_rng(1), dwi=False)
+    table = pd.read_csv(raw / "participants.tsv", sep="\t")
+    table["site"] = ["A"] * 8 + ["B"] * 2
+    table.to_csv(raw / "participants.tsv", sep="\t", index=False)
+    out = tmp_path / "prepared"
+    qc = prepare(raw, out, E2E_CFG, progress=False)
+    assert (qc["status"] == "prepared").all(), qc.to_dict("records")
+
+    assert main(["cohort", str(out), "--maps", "gm", "wm"]) == 0
+    text = capsys.readouterr().out
+    assert "simulated raw: GM, WM, FA, MD maps: 10 subjects, maps gm+wm" in text
+
+    study = Study.open({"extends": "tiny"}, out, tmp_path / "results", maps=("gm", "wm"))
+    models = [m for m in study.svm_models(["gm", "wm"]) if m.spec.family != "nilearn_decoder"]
+    for model in models:
+        study.cross_validate(model)
+    records = study.store.records(CHAPTER_SVM)
+    assert len(records) == 2 * len(models)  # one per fold
+    plan = study.plan
+    cv_ids = sorted(plan.loc[plan["fold"] >= 0, "participant_id"])
+    independent = sorted(plan.loc[plan["fold"] == -1, "participant_id"])
+    assert len(cv_ids) == 8 and independent == ["sub-09", "sub-10"]
+    for key in {(r.key["family"], "+".join(r.maps)) for r in records}:
+        recs = [r for r in records if (r.key["family"], "+".join(r.maps)) == key]
+        preds = pd.concat([r.predictions for r in recs])
+        assert np.isfinite(preds["score"]).all(), key  # SVMs score by decision values
+        assert sorted(preds.loc[preds["set"] == "cv", "participant_id"]) == cv_ids, key
+        assert sorted(preds.loc[preds["set"] == "independent", "participant_id"]) == sorted(
+            independent * len(recs)), key
+        for r in recs:
+            held_out = set(r.predictions.loc[r.predictions["set"] == "cv", "participant_id"])
+            assert held_out and not held_out & set(r.key["config"]["train"]), key

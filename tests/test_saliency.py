@@ -118,3 +118,115 @@ def test_localisation_table_scores_each_family_and_method():
     assert loc.set_index("method").loc["gradient", "auc"] == 1.0
     assert loc.set_index("method").loc["gradcam", "auc"] == 0.0
     assert (loc["planted_in_top5_regions"] == 1.0).all()
+
+
+def _stored_fit(root, name, x, preds, repeat, fold):
+    """A results-store record of a small trained-looking net on grey matter."""
+    import keras
+    from keras import layers
+
+    from mri3dcnn.preprocessing import Normaliser
+    from mri3dcnn.results import Record
+
+    keras.utils.set_random_seed(fold)
+    inp = keras.Input((*GRID, 1), name="gm")
+    h = layers.Conv3D(2, 3, padding="same", name="gm_conv")(inp)
+    out = layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling3D()(h))
+    path = root / name
+    path.mkdir()
+    keras.Model(inp, out).save(path / "model.keras")
+    Normaliser().fit(x, np.arange(len(x["gm"]))).save(path / "normaliser.npz")
+    preds.to_csv(path / "predictions.tsv", sep="\t", index=False)
+    key = {"chapter": "cnn", "family": "toy", "maps": ["gm"], "fusion": "none",
+           "protocol": "inner", "variant": "none", "fold": fold, "repeat": repeat}
+    return Record(key=key, path=path, info={"hash": name})
+
+
+@pytest.fixture(scope="module")
+def saliency_dataset(tmp_path_factory):
+    """Group maps of two stored fits (two repeats that both held out sub-01) written as a
+    dataset; the returned maps, the folder and the subjects' maps kept in memory."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("sal")
+    ids = ["sub-01", "sub-02", "sub-03"]
+    x = {"gm": np.random.default_rng(1).random((3, *GRID)).astype("float32")}
+    preds = pd.DataFrame({"participant_id": ids, "set": "cv", "y_true": [1, 1, 0],
+                          "score": [0.9, 0.8, 0.2], "pred": [1, 1, 0]})
+    records = [_stored_fit(root, "a", x, preds, 0, 0),
+               _stored_fit(root, "b", x, preds[preds.participant_id != "sub-02"], 1, 0)]
+    mask = np.ones(GRID, bool)
+    out = sal.group_maps(records, x, ids, ["gradient", "integrated_gradients"], mask,
+                         save_dir=root / "saliency" / "toy", grid_mm=8.0,
+                         sources=(root,))
+    single = {}
+    for rec in records:
+        model, norm = sal.load_fit(rec)
+        z = norm.transform(x, np.array([0]))
+        single[rec.info["hash"]] = sal.gradient(model, z, ["gm"])["gm"][0]
+    return out, root / "saliency" / "toy", single
+
+
+def test_saliency_maps_are_a_bids_derivatives_dataset(saliency_dataset):
+    import json
+
+    import nibabel as nib
+
+    from mri3dcnn.cohort import parse_bids_name
+    from mri3dcnn.derivatives import check_dataset
+
+    out, root, single = saliency_dataset
+    assert check_dataset(root) == []
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "mri3dcnn" and desc["GeneratedBy"][0]["Version"]
+    assert desc["SourceDatasets"][0]["URL"].startswith("file://")
+    subject = sorted(p.name for p in (root / "sub-01" / "anat").glob("*.nii.gz"))
+    assert subject == [f"sub-01_space-MNI152NLin2009aSym_res-8mm_desc-{d}GM_saliency.nii.gz"
+                       for d in ("gradient", "integratedGradients")]
+    assert parse_bids_name(subject[0]) == (
+        {"sub": "01", "space": "MNI152NLin2009aSym", "res": "8mm", "desc": "gradientGM"},
+        "saliency", ".nii.gz")
+    assert not list(root.glob("sub-03"))  # a control is never explained
+    group = root / "space-MNI152NLin2009aSym_res-8mm_desc-gradientGM_saliency.nii.gz"
+    np.testing.assert_allclose(nib.load(group).get_fdata(), out["gradient"]["gm"], rtol=1e-6)
+    side = json.loads(group.with_name(group.name.replace(".nii.gz", ".json")).read_text())
+    assert side["Method"] == "gradient" and side["Map"] == "gm" and side["Model"] == "toy"
+    assert side["Units"] and side["Values"].startswith("mean over subjects")
+    assert [r["Repeat"] for r in side["Records"]] == [0, 1]
+
+
+def test_a_subject_held_out_in_two_repeats_gets_the_mean_of_its_maps(saliency_dataset):
+    import json
+
+    import nibabel as nib
+
+    _, root, single = saliency_dataset
+    name = "sub-01_space-MNI152NLin2009aSym_res-8mm_desc-gradientGM_saliency"
+    got = nib.load(root / "sub-01" / "anat" / f"{name}.nii.gz").get_fdata()
+    np.testing.assert_allclose(got, (single["a"] + single["b"]) / 2, rtol=1e-5, atol=1e-9)
+    side = json.loads((root / "sub-01" / "anat" / f"{name}.json").read_text())
+    assert [r["Record"] for r in side["Records"]] == ["a", "b"]
+    one = json.loads((root / "sub-02" / "anat" / f"{name.replace('01', '02')}.json")
+                     .read_text())
+    assert [r["Record"] for r in one["Records"]] == ["a"]
+
+
+def test_check_dataset_names_a_missing_or_broken_sidecar(saliency_dataset, tmp_path):
+    import shutil
+
+    from mri3dcnn.derivatives import check_dataset
+
+    _, root, _ = saliency_dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    side = next((copy / "sub-01" / "anat").glob("*.json"))
+    side.unlink()
+    assert check_dataset(copy) == [f"sub-01/anat/{side.with_suffix('.nii.gz').name}: its "
+                                   f"sidecar {side.name} is missing"]
+    side.write_text("{not json")
+    assert "is not valid JSON" in check_dataset(copy)[0]
+    (copy / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    problems = check_dataset(copy)
+    assert any("DatasetType is None" in p for p in problems)
+    assert any("GeneratedBy" in p for p in problems)

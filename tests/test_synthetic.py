@@ -49,6 +49,24 @@ def test_layout_and_participants(tiny_cohort):
     assert desc["DatasetType"] == "derivative"
 
 
+#: what a BIDS(-derivatives) dataset root may hold besides subject folders
+BIDS_ROOT_FILES = {"dataset_description.json", "participants.tsv", "participants.json",
+                   ".bidsignore", "README", "CHANGES"}
+
+
+def test_files_outside_subject_folders_are_bids_or_ignored_by_validators(tiny_cohort):
+    """The truth is not subject data: it sits under a folder `.bidsignore` lists, so a BIDS
+    validator skips it; nothing else lies outside the subjects' folders."""
+    ignored = [line.strip().rstrip("/") for line in
+               (tiny_cohort / ".bidsignore").read_text().splitlines() if line.strip()]
+    assert "ground_truth" in ignored and (tiny_cohort / "ground_truth" / "truth.json").exists()
+    stray = [str(p.relative_to(tiny_cohort)) for p in tiny_cohort.rglob("*") if p.is_file()
+             and p.relative_to(tiny_cohort).parts[0] not in ignored
+             and not p.relative_to(tiny_cohort).parts[0].startswith("sub-")
+             and p.name not in BIDS_ROOT_FILES]
+    assert stray == []
+
+
 def test_truth_is_saved(tiny_cohort):
     t = read_truth(tiny_cohort)
     assert len(t["effects"]["regions"]) == len(DEFAULT_EFFECTS.regions)

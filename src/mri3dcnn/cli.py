@@ -140,9 +140,9 @@ def _predict(a: argparse.Namespace) -> None:
         raise SystemExit(f"mri3dcnn predict: {err}") from None
     for note in table.attrs["notes"]:
         print(f"note: {note}")
-    print(f"{a.out}: {len(table)} subjects, {(table.predicted_group == 'patient').sum()} "
-          "predicted patients" + (f"; saliency maps in {a.out.with_suffix('')}"
-                                  if a.saliency else ""))
+    print(f"{a.out / 'predictions.tsv'}: {len(table)} subjects, "
+          f"{(table.predicted_group == 'patient').sum()} predicted patients"
+          + (f"; saliency maps in {a.out}/sub-*/" if a.saliency else ""))
 
 
 # --- the unit grid: plan it, or fit it first (serially or on Dask) --------------------------
@@ -310,10 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     pd_ = sub.add_parser("predict", help="score new subjects' maps with an exported model")
     pd_.add_argument("model_dir", type=Path)
     pd_.add_argument("cohort_dir", type=Path)
-    pd_.add_argument("--out", type=Path, default=Path("predictions.tsv"),
-                     help="TSV of participant_id, probability, predicted_group (+ .json)")
+    pd_.add_argument("--out", type=Path, default=Path("predictions"),
+                     help="output folder, a BIDS-derivatives dataset: predictions.tsv "
+                          "(participant_id, probability, predicted_group, resampled) with "
+                          "its JSON sidecar, dataset_description.json")
     pd_.add_argument("--saliency", action="store_true",
-                     help="also write gradient saliency NIfTI maps per subject and map")
+                     help="also write gradient saliency NIfTI maps (with JSON sidecars) per "
+                          "subject and map into the subjects' folders of --out")
     pd_.add_argument("--session", default=None, help="visit (ses-) where subjects have several")
     pd_.add_argument("--space", default=None, help="space (space-) where maps have several")
     pd_.set_defaults(func=_predict)

@@ -10,8 +10,9 @@ a folder holding
   the cross-validation and independent sets, intended use and limitations.
 
 `predict` reads maps from a BIDS-derivatives folder, checks them against `study.json`,
-resamples maps on another grid (and says so), and writes per-subject scores as a BIDS
-derivative table with its JSON sidecar, plus gradient saliency maps on request.
+resamples maps on another grid (and says so), and writes a BIDS-derivatives dataset:
+per-subject scores as a table with its JSON sidecar, plus gradient saliency maps in the
+subjects' folders on request.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_directory, atomic_file, write_text
+from .atomic import atomic_directory
 from .cohort import CohortError, ambiguity_message, find_maps
 from .crossval import CHAPTER_CNN, display_name, maps_label
 from .maps import map_info
 from .results import Record, ResultsStore, predictions_of
-from .space import brain_mask, study_grid, to_grid, to_image
+from .space import SPACE, brain_mask, study_grid, to_grid, to_image
 from .stats import METRICS, bootstrap_ci, subject_level, summarise
 from .volumes import VolumeError, load_checked
 
@@ -35,8 +36,6 @@ from .volumes import VolumeError, load_checked
 FORMAT = 1
 #: a subject with a score above this is predicted a patient, as in every stored record
 THRESHOLD = 0.5
-#: the template space the study grid is in, as BIDS names it
-SPACE = "MNI152NLin2009aSym"
 
 
 class ExportError(ValueError):
@@ -314,11 +313,11 @@ def _subjects(cohort_dir: Path) -> list[str]:
 
 
 def read_maps(cohort_dir: str | Path, desc: dict, choose: dict[str, str] | None = None
-              ) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+              ) -> tuple[list[str], dict[str, np.ndarray], dict[str, dict[str, str]]]:
     """Every subject's maps on the model's grid, masked as in training.
 
-    Returns the subjects, one array per map of shape (n, X, Y, Z), and a note per
-    resampled file.
+    Returns the subjects, one array per map of shape (n, X, Y, Z), and per subject a note
+    for each map whose file had to be resampled ({subject: {map: note}}).
     """
     cohort_dir = Path(cohort_dir)
     grid_mm = float(desc["grid_mm"])
@@ -326,7 +325,7 @@ def read_maps(cohort_dir: str | Path, desc: dict, choose: dict[str, str] | None 
     mask = brain_mask(grid_mm)
     subs = _subjects(cohort_dir)
     arrays = {m: np.zeros((len(subs), *shape), np.float32) for m in desc["maps"]}
-    notes = []
+    notes: dict[str, dict[str, str]] = {sub: {} for sub in subs}
     for i, sub in enumerate(subs):
         for m in desc["maps"]:
             found = find_maps(cohort_dir / sub, m, sub, choose) if (cohort_dir / sub).is_dir() \
@@ -342,17 +341,28 @@ def read_maps(cohort_dir: str | Path, desc: dict, choose: dict[str, str] | None 
             path = found[0][0]
             img = load_checked(path, sub, m)
             if img.shape != tuple(shape) or not np.allclose(img.affine, affine, atol=1e-3):
-                notes.append(f"{path}: grid {img.shape} at "
-                             f"{np.abs(np.diag(img.affine)[:3]).round(2).tolist()} mm "
-                             f"resampled to the model's {'x'.join(map(str, shape))} grid at "
-                             f"{grid_mm:g} mm")
+                notes[sub][m] = (f"{path}: grid {img.shape} at "
+                                 f"{np.abs(np.diag(img.affine)[:3]).round(2).tolist()} mm "
+                                 f"resampled to the model's {'x'.join(map(str, shape))} "
+                                 f"grid at {grid_mm:g} mm")
             arrays[m][i] = to_grid(img, grid_mm) * mask
     return subs, arrays, notes
 
 
-def _derivative_name(sub: str, grid_mm: float, desc: str, suffix: str) -> str:
-    res = f"res-{grid_mm:g}mm".replace(".", "p")
-    return f"{sub}_space-{SPACE}_{res}_desc-{desc}_{suffix}"
+#: the table `predict` writes at the root of its output dataset
+PREDICTIONS = "predictions.tsv"
+
+
+def _output_folder(out: Path) -> None:
+    """Refuse an output that is a TSV name (the output is a folder) or a folder predict did
+    not write, which writing would replace."""
+    if out.suffix == ".tsv":
+        raise ExportError(f"--out {out}: the output is a folder (a BIDS-derivatives dataset "
+                          f"with {PREDICTIONS}, its sidecar and any saliency maps); use "
+                          f"{out.with_suffix('')}.")
+    if out.exists() and any(out.iterdir()) and not (out / PREDICTIONS).is_file():
+        raise ExportError(f"{out} exists and is not an output of predict; it would be "
+                          "replaced. Choose a new folder.")
 
 
 def predict(model_dir: str | Path, cohort_dir: str | Path, out: str | Path,
@@ -366,19 +376,27 @@ def predict(model_dir: str | Path, cohort_dir: str | Path, out: str | Path,
     cohort_dir : str or Path
         BIDS-derivatives maps (participants.tsv optional; no group needed).
     out : str or Path
-        The TSV to write (with a JSON sidecar beside it); saliency maps go to the folder
-        beside it named after it, one BIDS subject folder each.
+        The folder to write (replaced if predict wrote it before), a BIDS-derivatives
+        dataset: `dataset_description.json`, `predictions.tsv` with its JSON sidecar
+        describing each column and, on request, saliency maps in each subject's folder.
     saliency : bool
-        Also write each subject's gradient saliency of the patient score, per map.
+        Also write each subject's gradient saliency of the patient score, per map, as
+        ``sub-<id>/anat/sub-<id>_space-<space>_res-<grid>_desc-gradient<MAP>_saliency
+        .nii.gz`` with its sidecar.
     choose : dict, optional
         Entity values where subjects have several scans (`{"ses": "1"}`).
 
     Returns
     -------
     pandas.DataFrame
-        `participant_id`, `probability` (the patient score) and `predicted_group`; the
-        notes on resampled maps are in `.attrs["notes"]`.
+        `participant_id`, `probability` (the patient score), `predicted_group` and
+        `resampled` (the maps resampled to the model's grid, or n/a); the notes on
+        resampled files are in `.attrs["notes"]`.
     """
+    from .derivatives import describe, write_table
+
+    out = Path(out)
+    _output_folder(out)
     model, desc = load_exported(model_dir)
     try:
         subs, arrays, notes = read_maps(cohort_dir, desc, choose)
@@ -389,50 +407,51 @@ def predict(model_dir: str | Path, cohort_dir: str | Path, out: str | Path,
                                      batch_size=32, verbose=0))[:, 0]
     table = pd.DataFrame({"participant_id": subs, "probability": score.astype(float),
                           "predicted_group": np.where(score > desc["threshold"], "patient",
-                                                      "control")})
-    out = Path(out)
-    with atomic_file(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
-    sidecar = {
+                                                      "control"),
+                          "resampled": [",".join(notes[s]) or None for s in subs]})
+    columns = {
         "participant_id": {"Description": "subject, as in the cohort folder"},
-        "probability": {"Description": desc["output"]},
+        "probability": {"Description": desc["output"], "Units": "probability (0 to 1)"},
         "predicted_group": {"Description": f"patient when probability > {desc['threshold']}",
                             "Levels": {"patient": "schizophrenia", "control": "control"}},
-        "GeneratedBy": [{"Name": "mri3dcnn predict", "Model": desc["model"],
-                         "Maps": desc["maps"], "Folds": desc["folds"],
-                         "ModelFolder": str(Path(model_dir).resolve())}],
-        "Resampled": notes,
+        "resampled": {"Description": "maps of this subject that were on another grid and "
+                                     "were resampled to the model's (comma-separated); n/a "
+                                     "when none"},
     }
-    write_text(out.with_suffix(".json"), json.dumps(sidecar, indent=2))
-    if saliency:
-        write_saliency(model, desc, subs, arrays, out.with_suffix(""))
-    table.attrs["notes"] = notes
+    with atomic_directory(out) as tmp:
+        write_table(tmp / PREDICTIONS, table, columns)
+        if saliency:
+            write_saliency(model, desc, subs, arrays, tmp)
+        describe(tmp, f"Predictions of {desc['model']} on {'+'.join(desc['maps'])}",
+                 f"mri3dcnn predict{' --saliency' if saliency else ''} with the exported "
+                 f"{desc['model']} (folds {desc['folds']}, repeat {desc['repeat']}) in "
+                 f"{Path(model_dir).resolve()}", [cohort_dir, model_dir])
+    table.attrs["notes"] = [n for s in subs for n in notes[s].values()]
     return table
 
 
 def write_saliency(model, desc: dict, subs: list[str], arrays: dict[str, np.ndarray],
                    folder: Path) -> list[Path]:
-    """Gradient saliency of the patient score per subject and map, as BIDS-derivative
-    NIfTI files with JSON sidecars (gradients with respect to the raw map values)."""
+    """Gradient saliency of the patient score per subject and map into the dataset
+    `folder`, NIfTI with JSON sidecars (gradients with respect to the raw map values)."""
+    from .derivatives import label, write_image
+    from .maps import derivative_path
     from .saliency import gradient
 
     maps, grid_mm = list(desc["maps"]), float(desc["grid_mm"])
     written = []
-    with atomic_directory(folder) as tmp:
-        write_text(tmp / "dataset_description.json", json.dumps({
-            "Name": f"Saliency of {desc['model']} on {'+'.join(maps)}",
-            "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "mri3dcnn predict --saliency"}]}, indent=2))
-        for i, sub in enumerate(subs):
-            grads = gradient(model, {m: arrays[m][i:i + 1] for m in maps}, maps, target=0)
-            for m in maps:
-                name = _derivative_name(sub, grid_mm, f"gradient{m.upper()}", "saliency")
-                path = tmp / sub / map_info(m).datatype / f"{name}.nii.gz"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                to_image(grads[m][0], grid_mm).to_filename(path)
-                write_text(path.with_name(f"{name}.json"), json.dumps({
-                    "Description": f"d(patient score)/d({m} value) of {desc['model']}",
-                    "Method": "gradient", "Map": m},
-                    indent=2))
-                written.append(folder / path.relative_to(tmp))
+    for i, sub in enumerate(subs):
+        grads = gradient(model, {m: arrays[m][i:i + 1] for m in maps}, maps, target=0)
+        for m in maps:
+            rel = derivative_path(sub, f"desc-{label('gradient', m.upper())}_saliency.nii.gz",
+                                  grid_mm, SPACE, map_info(m).datatype)
+            written.append(write_image(folder, rel, to_image(grads[m][0], grid_mm), {
+                "Description": f"gradient saliency of {desc['model']} for {sub}",
+                "Method": "gradient", "Map": m, "Model": desc["model"],
+                "Folds": desc["folds"], "Repeat": desc["repeat"],
+                "Values": f"d(patient score)/d({m} value): how fast the score moves as the "
+                          "raw map value at the voxel moves (the model's normalisation is "
+                          "inside it)",
+                "Units": f"patient score per unit of {m}",
+                "Target": desc["output"]}))
     return written

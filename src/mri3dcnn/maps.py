@@ -62,12 +62,25 @@ def label(name: str) -> str:
     return REGISTRY[name].label if name in REGISTRY else name
 
 
+def derivative_path(subject: str | None, tail: str, grid_mm: float, space: str,
+                    datatype: str = "anat", session: str | None = None) -> str:
+    """Path of one file of a BIDS-derivatives dataset on the study grid: in the subject's
+    (and session's) datatype folder, named ``sub-<id>_[ses-<s>_]space-<space>_res-<grid>_
+    <tail>``; with no subject, a group-level file at the dataset root without ``sub-``."""
+    res = f"res-{grid_mm:g}mm".replace(".", "p")
+    name = f"space-{space}_{res}_{tail}"
+    if subject is None:
+        return name
+    ses = f"ses-{session}" if session else ""
+    folder = f"{subject}/{ses}/{datatype}" if ses else f"{subject}/{datatype}"
+    return f"{folder}/{subject}_{ses + '_' if ses else ''}{name}"
+
+
 def bids_name(subject: str, map_name: str, grid_mm: float, space: str,
               session: str | None = None) -> str:
     """Path of one map inside a subject folder, following BIDS-derivatives naming; with a
     session the file sits in its ``ses-`` folder and carries the entity."""
     info = map_info(map_name)
-    res = f"res-{grid_mm:g}mm".replace(".", "p")
-    ses = f"ses-{session}" if session else ""
-    folder = f"{ses}/{info.datatype}" if ses else info.datatype
-    return f"{folder}/{subject}_{ses + '_' if ses else ''}space-{space}_{res}_{info.written}.nii.gz"
+    path = derivative_path(subject, f"{info.written}.nii.gz", grid_mm, space, info.datatype,
+                           session)
+    return path.removeprefix(f"{subject}/")

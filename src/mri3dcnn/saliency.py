@@ -11,13 +11,21 @@ integrated gradients' zero baseline is the average training subject.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage, stats
 from sklearn.metrics import roc_auc_score
+
+from .atomic import atomic_directory
+from .derivatives import describe, label, sidecar_of, write_image
+from .maps import derivative_path, map_info
+from .space import SPACE
+from .volumes import to_image
 
 METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "occlusion")
 #: A method passes the sanity checks (Adebayo et al. 2018) when its maps' rank correlation
@@ -191,10 +199,76 @@ def load_fit(record):
     return keras.models.load_model(path / "model.keras"), Normaliser.load(path / "normaliser.npz")
 
 
+#: what each method's values are (for the sidecars of the maps written): the inputs are
+#: the fold's z-scores against its training subjects, the target the patient score
+METHOD_VALUES = {
+    "gradient": ("d(patient score)/d(input): how fast the score moves as the voxel's "
+                 "z-score moves", "patient score per z-unit"),
+    "smoothgrad": ("the gradient averaged over noisy copies of the input",
+                   "patient score per z-unit"),
+    "integrated_gradients": ("the voxel's share of the score's change from the average "
+                             "training subject (zero input) to this subject",
+                             "patient score"),
+    "gradcam": ("ReLU of the last convolution's activations weighted by their mean "
+                "gradient, upsampled linearly; non-negative", "arbitrary"),
+    "occlusion": ("the drop in the patient score when the cube around the voxel is set to "
+                  "the training mean", "patient score"),
+}
+
+
+class _Dataset:
+    """The BIDS-derivatives dataset of one model's saliency maps, built in `root`: each
+    explained subject's signed map in its folder (averaged over the repeats that held it
+    out), the group maps at the root, a sidecar beside each."""
+
+    def __init__(self, root: Path, grid_mm: float, records, mask: np.ndarray):
+        from .crossval import display_name
+
+        self.root, self.grid_mm, self.mask = root, grid_mm, mask
+        self.model = display_name(records[0].key)
+        self.fusion = records[0].key["fusion"]
+
+    def _meta(self, method: str, map_name: str, what: str, recs: list) -> dict:
+        values, units = METHOD_VALUES[method]
+        return {"Description": what, "Method": method, "Map": map_name,
+                "Model": self.model, "Fusion": self.fusion, "Values": values, "Units": units,
+                "Target": "patient score p(patient) / (p(patient) + p(control))",
+                "Records": recs}
+
+    def subject(self, sub: str, method: str, map_name: str, volume: np.ndarray,
+                rec) -> None:
+        rel = derivative_path(sub, f"desc-{label(method, map_name.upper())}_saliency.nii.gz",
+                              self.grid_mm, SPACE, map_info(map_name).datatype)
+        this = {"Repeat": int(rec.key["repeat"]), "Fold": int(rec.key["fold"]),
+                "Record": rec.info.get("hash", rec.path.name)}
+        volume = volume * self.mask
+        recs = [this]
+        side = sidecar_of(self.root / rel)
+        if side.exists():  # held out in an earlier repeat too: the running mean
+            recs = [*json.loads(side.read_text())["Records"], this]
+            old = np.asarray(nib.load(self.root / rel).dataobj, dtype=np.float32)
+            volume = old + (volume - old) / len(recs)
+        write_image(self.root, rel, to_image(volume, self.grid_mm), self._meta(
+            method, map_name, f"{method} saliency of {self.model} for {sub}, a held-out "
+            "patient it classified correctly" + (", averaged over the repeats that held it "
+                                                 "out" if len(recs) > 1 else ""), recs))
+
+    def group(self, method: str, map_name: str, volume: np.ndarray, recs: list[dict],
+              n_subjects: int) -> None:
+        rel = derivative_path(None, f"desc-{label(method, map_name.upper())}_saliency.nii.gz",
+                              self.grid_mm, SPACE)
+        meta = self._meta(method, map_name, f"group {method} saliency of {self.model}: mean "
+                          "absolute saliency over each fold's correctly classified held-out "
+                          "patients, averaged over folds", recs)
+        meta["Values"] = f"mean over subjects of the absolute value of: {meta['Values']}"
+        meta["SubjectsExplained"] = n_subjects
+        write_image(self.root, rel, to_image(volume, self.grid_mm), meta)
+
+
 def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
                mask: np.ndarray, max_subjects: int = 10, save_dir: Path | None = None,
-               grid_mm: float | None = None,
-               occlusion_subjects: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+               grid_mm: float | None = None, occlusion_subjects: int | None = None,
+               sources: tuple = ()) -> dict[str, dict[str, np.ndarray]]:
     """Mean |saliency| over the correctly classified patients of each fold's held-out
     subjects, then averaged over folds.
 
@@ -213,52 +287,63 @@ def group_maps(records, arrays: dict[str, np.ndarray], ids: list[str], methods,
     max_subjects : int
         Patients explained per fold.
     save_dir : Path, optional
-        With `grid_mm`, every subject's maps and the group maps are written there as
-        NIfTI in MNI space.
+        With `grid_mm`, written (replaced) as a BIDS-derivatives dataset: every explained
+        subject's map in ``sub-<id>/anat/`` (``dwi/`` for FA and MD), the group maps at the
+        root, named ``[sub-<id>_]space-<space>_res-<grid>_desc-<method><MAP>_saliency`` with
+        a JSON sidecar each (`derivatives.check_dataset` checks it).
     grid_mm : float, optional
     occlusion_subjects : int, optional
         Occlusion, a forward pass per cube, may explain fewer subjects.
+    sources : tuple of path
+        The datasets the maps come from (cohort, results store), for the description.
 
     Returns
     -------
     dict
         {method: {map: group volume}}.
     """
-    import nibabel as nib
+    from contextlib import nullcontext
 
-    from .volumes import to_image
 
     pos = {s: i for i, s in enumerate(ids)}
     sums: dict[str, dict[str, np.ndarray]] = {}
+    used: list[dict] = []
+    explained: set[str] = set()
     n_folds = 0
-    for rec in records:
-        maps = rec.maps
-        p = rec.predictions
-        hit = p[(p.set == "cv") & (p.y_true == 1) & (p.pred == 1)]
-        chosen = [pos[s] for s in hit.participant_id[:max_subjects]]
-        if not chosen:
-            continue
-        model, norm = load_fit(rec)
-        x = norm.transform({m: arrays[m] for m in maps}, np.array(chosen))
-        n_folds += 1
-        for method in methods:
-            n = occlusion_subjects if method == "occlusion" and occlusion_subjects else None
-            sal = compute(method, model, {m: v[:n] for m, v in x.items()}, maps, mask)
-            for m, v in sal.items():
-                if save_dir is not None and grid_mm is not None:
-                    (save_dir / "subjects").mkdir(parents=True, exist_ok=True)
+    save = save_dir is not None and grid_mm is not None and records
+    with atomic_directory(save_dir) if save else nullcontext() as tmp:
+        out_ds = _Dataset(tmp, grid_mm, records, mask) if save else None
+        for rec in records:
+            maps = rec.maps
+            p = rec.predictions
+            hit = p[(p.set == "cv") & (p.y_true == 1) & (p.pred == 1)]
+            chosen = [pos[s] for s in hit.participant_id[:max_subjects]]
+            if not chosen:
+                continue
+            model, norm = load_fit(rec)
+            x = norm.transform({m: arrays[m] for m in maps}, np.array(chosen))
+            n_folds += 1
+            used.append({"Repeat": int(rec.key["repeat"]), "Fold": int(rec.key["fold"]),
+                         "Record": rec.info.get("hash", rec.path.name)})
+            for method in methods:
+                n = occlusion_subjects if method == "occlusion" and occlusion_subjects else None
+                sal = compute(method, model, {m: v[:n] for m, v in x.items()}, maps, mask)
+                for m, v in sal.items():
                     for j, sub in enumerate(hit.participant_id[:len(v)]):
-                        nib.save(to_image(v[j] * mask, grid_mm),
-                                 save_dir / "subjects" / f"{sub}_{method}_{m}.nii.gz")
-                acc = sums.setdefault(method, {}).setdefault(m, np.zeros(v.shape[1:]))
-                acc += np.abs(v).mean(axis=0) * mask
-    out = {meth: {m: (v / max(n_folds, 1)).astype(np.float32) for m, v in d.items()}
-           for meth, d in sums.items()}
-    if save_dir is not None and grid_mm is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        for meth, d in out.items():
-            for m, v in d.items():
-                nib.save(to_image(v, grid_mm), save_dir / f"{meth}_{m}.nii.gz")
+                        explained.add(sub)
+                        if out_ds is not None:
+                            out_ds.subject(sub, method, m, v[j], rec)
+                    acc = sums.setdefault(method, {}).setdefault(m, np.zeros(v.shape[1:]))
+                    acc += np.abs(v).mean(axis=0) * mask
+        out = {meth: {m: (v / max(n_folds, 1)).astype(np.float32) for m, v in d.items()}
+               for meth, d in sums.items()}
+        if out_ds is not None:
+            for meth, d in out.items():
+                for m, v in d.items():
+                    out_ds.group(meth, m, v, used, len(explained))
+            describe(tmp, f"Saliency of {out_ds.model} on {'+'.join(records[0].maps)}",
+                     f"saliency methods {', '.join(methods)} on the stored fits of "
+                     f"{out_ds.model}", sources)
     return out
 
 

@@ -595,7 +595,8 @@ class Study:
                                      self.ids, methods, brain,
                                      max_subjects=p.saliency_subjects,
                                      occlusion_subjects=p.occlusion_subjects,
-                                     save_dir=root / fam, grid_mm=self.grid_mm)
+                                     save_dir=root / fam, grid_mm=self.grid_mm,
+                                     sources=(self.cohort.root, self.store.root))
                  for fam in families}
         loc = sal.localisation_table(group, truth, brain, self.grid_mm)
         best = ({"family": families[0], "method": methods[0]} if loc.empty
@@ -624,8 +625,10 @@ class Study:
             "description": (f"Families explained: {', '.join(families)} (grey matter); up "
                             f"to {p.saliency_subjects} patients per fold "
                             f"({p.occlusion_subjects} for occlusion); methods: "
-                            f"{', '.join(methods)}. Group maps saved as NIfTI under "
-                            f"`{root}`. Atlas: {ATLAS_NAME}."),
+                            f"{', '.join(methods)}. Maps saved as one BIDS-derivatives dataset "
+                            f"per family under `{root}` (group maps at its root, each "
+                            "explained patient's in its `sub-` folder, a JSON sidecar "
+                            f"beside each). Atlas: {ATLAS_NAME}."),
             "localisation": loc.round(3), "best": best,
             "best_text": "" if loc.empty else (
                 f"Best localisation: **{best['method']}** on **{best['family']}**, AUC "
@@ -660,7 +663,8 @@ class Study:
         multi = sal.group_maps(fused, self.arrays(fmaps), self.ids, methods, self.mask,
                                max_subjects=self.profile.saliency_subjects,
                                save_dir=self.store.root / "saliency" / f"{family}-branch",
-                               grid_mm=self.grid_mm)
+                               grid_mm=self.grid_mm,
+                               sources=(self.cohort.root, self.store.root))
         return {"multi_text": f"{family}, branch fusion of {', '.join(fmaps)}:",
                 "multi": sal.per_map_localisation(multi, masks, self.mask).round(3)}
 

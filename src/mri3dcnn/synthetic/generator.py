@@ -26,6 +26,7 @@ from ..maps import MAPS, bids_name
 from ..space import SPACE, Templates, mm_coordinates, templates
 from . import anatomy as an
 from .effects import Effects, draw_strengths, load_effects, strength_moments
+from .truth import TRUTH_DIR
 
 #: MNI point the global scaling is centred on
 SCALING_CENTER_MM = (0.0, -18.0, 18.0)
@@ -319,7 +320,7 @@ def generate_cohort(out: str | Path, n_subjects: int = 180, seed: int = 2020,
     -------
     The cohort folder. `ground_truth/` holds the region masks, each subject's latent
     pattern and strengths, the region features and `truth.json` (settings, amplitudes,
-    realised d, ceiling, oracle).
+    realised d, ceiling, oracle); `.bidsignore` lists it, so BIDS validators skip it.
     """
     if n_subjects < 4:
         raise ValueError("A cohort needs at least 4 subjects (2 per group).")
@@ -363,7 +364,7 @@ def _generate(out: Path, n_subjects: int, seed: int, grid_mm: float,
                 nib.save(img, path)
             feats.append(features(st, maps, head))
         _write_bids_metadata(tmp, participants)
-        _write_truth(tmp / "ground_truth", st, participants, pattern, strengths,
+        _write_truth(tmp / TRUTH_DIR, st, participants, pattern, strengths,
                      pd.DataFrame(feats), calibration,
                      {"n_subjects": int(n_subjects), "seed": int(seed),
                       "grid_mm": float(grid_mm), "n_sites": int(n_sites), "null": bool(null),
@@ -372,6 +373,8 @@ def _generate(out: Path, n_subjects: int, seed: int, grid_mm: float,
 
 
 def _write_bids_metadata(root: Path, participants: pd.DataFrame) -> None:
+    # the ground truth is no BIDS data: validators are told to skip its folder
+    (root / ".bidsignore").write_text(f"{TRUTH_DIR}/\n")
     participants.to_csv(root / "participants.tsv", sep="\t", index=False)
     (root / "participants.json").write_text(json.dumps({
         "group": {"Description": "diagnostic group",

@@ -13,17 +13,21 @@ import pandas as pd
 
 from .effects import Effects
 
+#: the folder of a cohort holding its truth; the cohort's `.bidsignore` lists it, so BIDS
+#: validators skip files that are not subject data
+TRUTH_DIR = "ground_truth"
+
 
 def read_truth(cohort_root: str | Path) -> dict | None:
     """The generator's summary (settings, amplitudes, realised d, ceiling, oracle), or None
     for a real cohort."""
-    path = Path(cohort_root) / "ground_truth" / "truth.json"
+    path = Path(cohort_root) / TRUTH_DIR / "truth.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def truth_masks(cohort_root: str | Path) -> dict[str, nib.Nifti1Image]:
     """Planted-region masks by region name (empty for a real cohort)."""
-    gt = Path(cohort_root) / "ground_truth"
+    gt = Path(cohort_root) / TRUTH_DIR
     out = {}
     for p in sorted(gt.glob("region-*_mask.nii.gz")):
         name = p.name.split("_map-")[0].removeprefix("region-")
@@ -44,7 +48,7 @@ def planted_masks(cohort_root: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _table(cohort_root: str | Path, name: str) -> pd.DataFrame:
-    path = Path(cohort_root) / "ground_truth" / name
+    path = Path(cohort_root) / TRUTH_DIR / name
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: {cohort_root} is not a synthetic cohort "
                                 "made by this version (regenerate it with `mri3dcnn synth`).")
