@@ -92,16 +92,16 @@ def _comparisons(*cells):
 def test_verdict_the_cnn_overtakes():
     c = _comparisons((1.0, 400, 0.02, -0.01, 0.05), (2.0, 400, 0.10, 0.04, 0.16))
     assert sw.verdict(c) == ("overtakes", (
-        "The CNN overtakes the SVMs in 1 of 2 cells it ran on (d x 2, n = 400): at best by "
-        "10.0 points of cross-validated accuracy (95 % CI +4.0 to +16.0) over "
+        "The CNN overtakes the SVMs in 1 of the 2 cells it ran on (d x 2, n = 400): at best "
+        "by 10.0 points of cross-validated accuracy (95 % CI +4.0 to +16.0) over "
         "svm_linear_global at d x 2, n = 400."))
 
 
 def test_verdict_the_cnn_never_overtakes():
     c = _comparisons((1.0, 400, -0.10, -0.15, -0.05), (2.0, 400, -0.04, -0.07, -0.01))
     assert sw.verdict(c) == ("never", (
-        "The CNN overtakes the SVMs in none of 2 cells it ran on: the better SVM is ahead "
-        "in every one, by at least 4.0 points (95 % CI of CNN minus SVM -7.0 to -1.0 at "
+        "The CNN overtakes the SVMs in none of the 2 cells it ran on: the better SVM is "
+        "ahead in every one, by at least 4.0 points (95 % CI of CNN minus SVM -7.0 to -1.0 at "
         "d x 2, n = 400)."))
 
 
@@ -110,8 +110,17 @@ def test_verdict_an_interval_across_zero_leaves_it_open():
     c = _comparisons((1.0, 400, 0.03, -0.02, 0.08), (2.0, 400, -0.05, -0.09, -0.01))
     assert sw.verdict(c) == ("open", (
         "The sweep leaves it open: the CNN is ahead with an interval above zero in none of "
-        "2 cells it ran on, and in 1 (d x 1, n = 400) the interval of CNN minus the "
+        "the 2 cells it ran on, and in 1 (d x 1, n = 400) the interval of CNN minus the "
         "better SVM includes zero; the better SVM is ahead in 1."))
+
+
+def test_verdict_on_one_cell_names_it():
+    assert sw.verdict(_comparisons((2.0, 40, 0.04, -0.8, 0.9))) == ("open", (
+        "The sweep leaves it open: in the one cell the CNN ran on (d x 2, n = 40) the "
+        "interval of CNN minus the better SVM includes zero."))
+    assert sw.verdict(_comparisons((2.0, 40, -0.2, -0.3, -0.1)))[1].startswith(
+        "The CNN does not overtake the SVMs in the one cell it ran on: the better SVM is "
+        "ahead there, by at least 20.0 points")
 
 
 def test_verdict_without_cnn_cells_says_it_was_not_tested():

@@ -291,15 +291,17 @@ def sweep_accuracy(table: pd.DataFrame, set_name: str = "cv") -> plt.Figure:
     fig, axes = plt.subplots(1, len(scales), figsize=(3.6 * len(scales) + 1.5, 3.6),
                              sharey=True, squeeze=False)
     names = sorted(models["model"].unique())
-    colours = dict(zip(names, sns.color_palette("deep", len(names)), strict=True))
+    colours = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    # models side by side at each size (a log axis: a factor, not a shift)
+    dodge = {m: 1.04 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
     for ax, scale in zip(axes[0], scales, strict=True):
         for name, g in models[models.scale == scale].groupby("model"):
             g = g.sort_values("n_subjects")
-            ax.errorbar(g["n_subjects"], g["accuracy"],
+            ax.errorbar(g["n_subjects"] * dodge[name], g["accuracy"],
                         yerr=[g["accuracy"] - g["accuracy_low"],
                               g["accuracy_high"] - g["accuracy"]],
                         fmt="o-", capsize=3, color=colours[name], label=name)
-        for name, style, colour in (("oracle", ":", "tab:green"),
+        for name, style, colour in (("oracle", ":", "tab:purple"),
                                     ("bayes_ceiling", "--", "black")):
             r = refs[(refs.scale == scale) & (refs.model == name)
                      & refs.set.isin([set_name, "population"])].sort_values("n_subjects")

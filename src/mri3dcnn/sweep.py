@@ -248,25 +248,35 @@ def verdict(comparisons: pd.DataFrame) -> tuple[str, str]:
     result = [cell_result(lo, hi) for lo, hi in zip(c.ci_low, c.ci_high, strict=True)]
     ahead, behind, undecided = (c[[r == k for r in result]]
                                 for k in ("ahead", "behind", "undecided"))
-    ran = f"{len(c)} cell{'s' if len(c) > 1 else ''} it ran on"
+    n, one = len(c), len(c) == 1
     if not ahead.empty:
         best = ahead.sort_values("difference", ascending=False).iloc[0]
+        where = ("in the one cell it ran on" if one
+                 else f"in {len(ahead)} of the {n} cells it ran on")
         return ("overtakes", (
-            f"The CNN overtakes the SVMs in {len(ahead)} of {ran} ({_cells(ahead)}): at "
-            f"best by {100 * best.difference:.1f} points of cross-validated accuracy (95 % "
-            f"CI {100 * best.ci_low:+.1f} to {100 * best.ci_high:+.1f}) over {best.svm} at "
+            f"The CNN overtakes the SVMs {where} ({_cells(ahead)}): at best by "
+            f"{100 * best.difference:.1f} points of cross-validated accuracy (95 % CI "
+            f"{100 * best.ci_low:+.1f} to {100 * best.ci_high:+.1f}) over {best.svm} at "
             f"d x {best.scale:g}, n = {best.n_subjects}."))
     if undecided.empty:
         closest = behind.sort_values("difference").iloc[-1]
+        head = ("The CNN does not overtake the SVMs in the one cell it ran on: the better "
+                "SVM is ahead there" if one
+                else f"The CNN overtakes the SVMs in none of the {n} cells it ran on: the "
+                     "better SVM is ahead in every one")
         return ("never", (
-            f"The CNN overtakes the SVMs in none of {ran}: the better SVM is ahead in "
-            f"every one, by at least {100 * -closest.difference:.1f} points (95 % CI of "
-            f"CNN minus SVM {100 * closest.ci_low:+.1f} to {100 * closest.ci_high:+.1f} at "
-            f"d x {closest.scale:g}, n = {closest.n_subjects})."))
+            f"{head}, by at least "
+            f"{100 * -closest.difference:.1f} points (95 % CI of CNN minus SVM "
+            f"{100 * closest.ci_low:+.1f} to {100 * closest.ci_high:+.1f} at d x "
+            f"{closest.scale:g}, n = {closest.n_subjects})."))
+    if one:
+        return ("open", (
+            f"The sweep leaves it open: in the one cell the CNN ran on ({_cells(c)}) the "
+            "interval of CNN minus the better SVM includes zero."))
     return ("open", (
         f"The sweep leaves it open: the CNN is ahead with an interval above zero in none of "
-        f"{ran}, and in {len(undecided)} ({_cells(undecided)}) the interval of CNN minus "
-        f"the better SVM includes zero"
+        f"the {n} cells it ran on, and in {len(undecided)} ({_cells(undecided)}) the "
+        "interval of CNN minus the better SVM includes zero"
         + (f"; the better SVM is ahead in {len(behind)}." if len(behind) else ".")))
 
 
