@@ -108,7 +108,7 @@ PROFILES: dict[str, Profile] = {
         fusion_maps=("gm", "fa"), n_permutations=19, fair_originals=("sequential_2",),
         fair_pretrained=("sfcn",), fair_ensemble=2,
         sweep_scales=(0.0, 2.0), sweep_sizes=(40,), sweep_grid_mm=10.0,
-        sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(40,),
+        sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(40,), sweep_epochs=1,
     ),
     "quick": Profile(
         name="quick", n_subjects=400, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
