@@ -64,6 +64,21 @@ class Profile:
     fair_epochs: int = 0
     #: ensemble members of a modern-recipe fit: the first seeds of the recipe (0: all)
     fair_ensemble: int = 0
+    #: the simulation appendix: factors on every planted d (0: the null cohort) ...
+    sweep_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    #: ... times cohort sizes (all sites together), one fresh cohort per cell
+    sweep_sizes: tuple[int, ...] = (100, 200, 400, 800)
+    #: the grid of the sweep's cohorts (coarser than the study's: one cohort per cell)
+    sweep_grid_mm: float = 8.0
+    #: repeats of the sweep's cross-validation (its folds are the profile's `n_folds`)
+    sweep_repeats: int = 1
+    #: the CNN family cross-validated in the sweep, on the cells below
+    sweep_cnn: str = "sequential_2"
+    #: the CNN runs on the cells whose scale is here and whose size is in `sweep_cnn_sizes`
+    sweep_cnn_scales: tuple[float, ...] = ()
+    sweep_cnn_sizes: tuple[int, ...] = ()
+    #: epochs of a sweep CNN fit (0: `epochs`); patience and batch are the profile's
+    sweep_epochs: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +107,8 @@ PROFILES: dict[str, Profile] = {
         epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
         fusion_maps=("gm", "fa"), n_permutations=19, fair_originals=("sequential_2",),
         fair_pretrained=("sfcn",), fair_ensemble=2,
+        sweep_scales=(0.0, 2.0), sweep_sizes=(40,), sweep_grid_mm=10.0,
+        sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(40,), sweep_epochs=1,
     ),
     # the 30-minute book on 2 cores: enough subjects that the whole-brain model is
     # detectably above chance, short CNN training (the full profile trains 60 epochs)
@@ -99,6 +116,8 @@ PROFILES: dict[str, Profile] = {
         name="quick", n_subjects=300, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=12, batch_size=8, patience=4, fusion_maps=("gm", "fa"),
         fair_epochs=12, fair_ensemble=1,
+        sweep_scales=(0.5, 1.0, 2.0), sweep_sizes=(100, 300),
+        sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(300,),
     ),
     "full": Profile(
         name="full", n_subjects=300, n_sites=3, grid_mm=3.0, n_folds=5, n_repeats=10,
@@ -108,6 +127,8 @@ PROFILES: dict[str, Profile] = {
         saliency_subjects=20, occlusion_subjects=10, n_permutations=999, n_permutations_cnn=19,
         fair_modern=("sfcn", "resnet3d"), fair_originals=("sequential_2", "inception_1"),
         fair_pretrained=("sfcn",),
+        sweep_grid_mm=6.0, sweep_repeats=3, sweep_cnn_scales=(0.5, 1.0, 1.5, 2.0),
+        sweep_cnn_sizes=(100, 200, 400, 800),
     ),
 }
 
@@ -132,7 +153,8 @@ COHORT_SETTINGS = ("n_subjects", "n_sites", "grid_mm", "cohort_seed")
 #: the least value of integer settings that have one
 _MINIMUM = {"n_subjects": 4, "n_sites": 1, "n_folds": 2, "n_repeats": 1, "epochs": 1,
             "batch_size": 1, "patience": 0, "svm_inner_folds": 2, "saliency_subjects": 0,
-            "occlusion_subjects": 0, "fair_epochs": 0, "fair_ensemble": 0}
+            "occlusion_subjects": 0, "fair_epochs": 0, "fair_ensemble": 0,
+            "sweep_repeats": 1, "sweep_epochs": 0}
 
 
 class ConfigError(ValueError):
@@ -202,8 +224,15 @@ def profile_from_settings(settings: Mapping, source: str = "study configuration"
     for k, v in changes.items():
         if k in _MINIMUM and v < _MINIMUM[k]:
             raise ConfigError(f"{source}: {k} must be at least {_MINIMUM[k]}, got {v}.")
-    if changes.get("grid_mm", 1.0) <= 0:
-        raise ConfigError(f"{source}: grid_mm must be positive, got {changes['grid_mm']}.")
+    for k in ("grid_mm", "sweep_grid_mm"):
+        if changes.get(k, 1.0) <= 0:
+            raise ConfigError(f"{source}: {k} must be positive, got {changes[k]}.")
+    if any(n < 4 for n in changes.get("sweep_sizes", ())):
+        raise ConfigError(f"{source}: sweep_sizes must be at least 4 subjects each, got "
+                          f"{list(changes['sweep_sizes'])}.")
+    if any(s < 0 for s in changes.get("sweep_scales", ())):
+        raise ConfigError(f"{source}: sweep_scales must be 0 or more, got "
+                          f"{list(changes['sweep_scales'])}.")
     from .maps import MAPS
 
     for k in ("cnn_map_sets", "fusion_maps"):
@@ -237,7 +266,8 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def default_paths(profile: str | Profile, root: Path | None = None) -> dict[str, Path]:
-    """Where a profile's synthetic cohort, array cache and results live."""
+    """Where a profile's synthetic cohort, array cache and results live, and the sweep's
+    cohorts (one folder per cell, named by its settings, shared by every profile)."""
     p = get_profile(profile)
     root = project_root() if root is None else Path(root)
     cohort = {k: v for k, v in p.changed_settings().items() if k in COHORT_SETTINGS}
@@ -246,6 +276,7 @@ def default_paths(profile: str | Profile, root: Path | None = None) -> dict[str,
         "cohort": root / "data" / (f"synthetic-{p.name}" if not cohort
                                    else f"synthetic-{p.name}-{config_hash(cohort)[:8]}"),
         "cache": root / "cache",
+        "sweep": root / "data" / "sweep",
         "results": root / "results" / p.label,
     }
 

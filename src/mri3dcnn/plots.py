@@ -304,3 +304,67 @@ def show_cnn_results(res: dict, oracle: float | None = None) -> None:
     display(summary_table(res["summary"]))
     if oracle is not None:
         display(Markdown(f"Oracle accuracy on this cohort: **{oracle:.3f}**."))
+
+
+# --- the simulation appendix -----------------------------------------------------------------
+
+def sweep_accuracy(table: pd.DataFrame, set_name: str = "cv") -> plt.Figure:
+    """Accuracy against cohort size, one panel per effect scale: one line per model with
+    its 95 % interval (the table's own, from the test its `test` column names), the
+    cell's oracle (dotted), the Bayes ceiling (dashed) and chance (grey)."""
+    models = table[(table.kind != "reference") & (table.set == set_name)]
+    refs = table[table.kind == "reference"]
+    scales = sorted(table["scale"].unique())
+    sizes = sorted(table["n_subjects"].unique())
+    fig, axes = plt.subplots(1, len(scales), figsize=(3.6 * len(scales) + 1.5, 3.6),
+                             sharey=True, squeeze=False)
+    names = sorted(models["model"].unique())
+    colours = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    # models side by side at each size (a log axis: a factor, not a shift)
+    dodge = {m: 1.04 ** (i - (len(names) - 1) / 2) for i, m in enumerate(names)}
+    for ax, scale in zip(axes[0], scales, strict=True):
+        for name, g in models[models.scale == scale].groupby("model"):
+            g = g.sort_values("n_subjects")
+            ax.errorbar(g["n_subjects"] * dodge[name], g["accuracy"],
+                        yerr=[g["accuracy"] - g["accuracy_low"],
+                              g["accuracy_high"] - g["accuracy"]],
+                        fmt="o-", capsize=3, color=colours[name], label=name)
+        for name, style, colour in (("oracle", ":", "tab:purple"),
+                                    ("bayes_ceiling", "--", "black")):
+            r = refs[(refs.scale == scale) & (refs.model == name)
+                     & refs.set.isin([set_name, "population"])].sort_values("n_subjects")
+            ax.plot(r["n_subjects"], r["accuracy"], style, color=colour, marker=".",
+                    label="oracle" if name == "oracle" else "Bayes ceiling")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("cohort size")
+        ax.set_title(f"every d x {scale:g}")
+    axes[0][0].set_ylabel(f"accuracy ({set_name})")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="center right", fontsize="small")
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (3.6 * len(scales) + 1.5), 1))
+    return fig
+
+
+def sweep_table(table: pd.DataFrame, set_name: str = "cv") -> pd.DataFrame:
+    """One row per cell, one column per model: `accuracy [low, high]` on `set_name`, the
+    oracle and the Bayes ceiling as plain numbers."""
+    t = table[table.set.isin([set_name, "population"])]
+    text = [f"{r.accuracy:.3f}" if r.kind == "reference" or not np.isfinite(r.accuracy_low)
+            else f"{r.accuracy:.3f} [{r.accuracy_low:.3f}, {r.accuracy_high:.3f}]"
+            for r in t.itertuples()]
+    wide = (t.assign(text=text)
+            .pivot(index=["scale", "n_subjects"], columns="model", values="text")
+            .fillna("—"))
+    refs = [m for m in ("oracle", "bayes_ceiling") if m in wide.columns]
+    wide = wide[[c for c in wide.columns if c not in refs] + refs]
+    wide.columns.name = None
+    return wide.rename_axis(["d x", "n"])

@@ -750,6 +750,35 @@ class Study:
             "histories": fair.histories(groups), "cost": fair.cost_table(groups),
         }
 
+    # --- appendix: effect size x cohort size, by simulation -----------------------------
+
+    def sweep_chapter(self) -> dict:
+        """The SVMs over the profile's effect scales x cohort sizes and its CNN on the
+        chosen cells, each cell a synthetic cohort of its own (generated once under
+        `data/sweep/`), fits stored under the `sweep` chapter of this study's store.
+
+        Returns
+        -------
+        dict
+            `description`, `table` (`sweep.TABLE_COLUMNS`: per cell, model and set, with
+            the test behind each interval), `comparisons` (the CNN against the better SVM
+            of each cell it ran on, paired on folds), `verdict` (`overtakes`, `never`,
+            `open` or `not tested`) and `text` (the sentence that says where, if
+            anywhere, the CNN overtakes the SVMs).
+        """
+        from . import sweep as sw
+
+        p = self.profile
+        res = sw.sweep(p.sweep_scales, p.sweep_sizes, p.sweep_grid_mm, p.n_folds,
+                       p.sweep_repeats, p.n_sites, p.cohort_seed,
+                       data_dir=default_paths(p)["sweep"], cache_dir=self.cache_dir,
+                       results_dir=self.store.root, svm_C=p.svm_C,
+                       inner_folds=p.svm_inner_folds, cnn=sw.cnn_settings(p),
+                       cnn_cells=sw.cnn_cells(p))
+        verdict, text = sw.verdict(res.comparisons)
+        return {"description": sw.sweep_description(p), "table": res.table,
+                "comparisons": res.comparisons, "verdict": verdict, "text": text}
+
     # --- chapter 9: every model side by side -----------------------------------------------
 
     def summary_chapter(self) -> dict:

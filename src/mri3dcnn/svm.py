@@ -58,7 +58,7 @@ def grid_edge(search: BaseEstimator) -> dict[str, object]:
 
 #: C values of the SVM on a handful of whole-brain measures: a few well-measured features
 #: want far weaker regularisation than thousands of voxels
-GLOBAL_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+GLOBAL_C = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
 class CovariateAdjuster(TransformerMixin, BaseEstimator):
