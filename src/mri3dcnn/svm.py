@@ -25,15 +25,48 @@ from .config import Profile
 from .crossval import Unit
 
 
+class LinearKernelSVC(ClassifierMixin, BaseEstimator):
+    """A binary linear SVM solved by libsvm on a precomputed Gram matrix.
+
+    libsvm evaluates a linear kernel with one scalar dot product per pair of subjects and
+    per iteration; on thousands of voxels, one BLAS product `X @ X.T` before the solver is
+    about a hundred times cheaper and gives the same solution (the same dual problem).
+    `coef_` and `intercept_` are those of `SVC(kernel="linear")`, so weight maps and
+    decision values are unchanged, and the label-permutation tests become affordable.
+    """
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        X = np.asarray(X, float)
+        svc = SVC(kernel="precomputed", C=self.C).fit(X @ X.T, y)
+        if len(svc.classes_) != 2:
+            raise ValueError(f"LinearKernelSVC is binary; y has {len(svc.classes_)} classes.")
+        self.classes_ = svc.classes_
+        self.support_ = svc.support_
+        self.dual_coef_ = svc.dual_coef_
+        self.intercept_ = svc.intercept_
+        self.coef_ = svc.dual_coef_ @ X[svc.support_]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return np.asarray(X, float) @ self.coef_[0] + self.intercept_[0]
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
 def linear_svm(C_grid=Profile.svm_C, inner_folds: int = 3, seed: int = 0,
                kernel: str = "linear", screening_percentile: float | None = None
                ) -> BaseEstimator:
     """Standardise, optionally keep the top ANOVA features, then an SVM with C chosen by
-    inner stratified CV (nested CV). The RBF variant searches C over a wider range."""
+    inner stratified CV (nested CV). The RBF variant searches C over a wider range; the
+    linear one is solved on the Gram matrix (`LinearKernelSVC`)."""
     steps = [("scale", StandardScaler())]
     if screening_percentile:
         steps.append(("screen", SelectPercentile(f_classif, percentile=screening_percentile)))
-    steps.append(("svm", SVC(kernel=kernel)))
+    steps.append(("svm", LinearKernelSVC() if kernel == "linear" else SVC(kernel=kernel)))
     grid = {"svm__C": list(C_grid)}
     if kernel == "rbf":
         grid = {"svm__C": [c * 1e4 for c in C_grid], "svm__gamma": ["scale"]}
