@@ -90,7 +90,7 @@ def test_summary_carries_the_permutation_p_and_names_each_test(study):
     assert set(stats.SUMMARY_COLUMNS) <= set(summary.columns)
     cv = summary.set_index(["model", "set"])
     assert cv.loc[("svm_linear", "cv"), "p_permutation"] == pytest.approx(1 / (N + 1))
-    assert "label permutation" in cv.loc[("svm_linear", "cv"), "test"]
+    assert "label permutation of the whole pipeline (19 within site and first-repeat fold)" in cv.loc[("svm_linear", "cv"), "test"]
     assert "corrected repeated-CV t" in cv.loc[("svm_linear", "cv"), "test"]
     assert pd.isna(cv.loc[("chance", "cv"), "p_permutation"])
     assert "permutation" not in cv.loc[("chance", "cv"), "test"]

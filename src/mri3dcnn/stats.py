@@ -405,7 +405,8 @@ def permute_labels(y: np.ndarray, rng: np.random.Generator,
 def permutation_test(fit_score: Callable[[np.ndarray], float], y: np.ndarray,
                      n_permutations: int, seed: int = 0,
                      strata: np.ndarray | None = None, done: dict | None = None,
-                     checkpoint: Callable[[dict], None] | None = None) -> dict:
+                     checkpoint: Callable[[dict], None] | None = None,
+                     strata_name: str = "strata") -> dict:
     """Label-permutation test of a whole pipeline (Ojala and Garriga 2010, test 1).
 
     `fit_score(labels)` runs everything that learns (feature selection, tuning, fitting,
@@ -416,7 +417,8 @@ def permutation_test(fit_score: Callable[[np.ndarray], float], y: np.ndarray,
     A long test can resume: `checkpoint(state)` is called after the observed score and
     after every permutation with `state` = {`score`, `null`} so far, and a `done` state
     given back skips that work. The permutations are drawn from `seed` in the same order
-    either way, so a resumed test equals an uninterrupted one.
+    either way, so a resumed test equals an uninterrupted one. `strata_name` says in the
+    test's description what the strata are.
 
     Returns
     -------
@@ -440,7 +442,7 @@ def permutation_test(fit_score: Callable[[np.ndarray], float], y: np.ndarray,
             checkpoint({"score": observed, "null": list(null)})
     null = np.asarray(null)
     p = (1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations)
-    within = " within strata" if strata is not None else ""
+    within = f" within {strata_name}" if strata is not None else ""
     return {"score": observed, "p_value": float(p), "n_permutations": int(n_permutations),
             "seed": int(seed), "null": null,
             "test": f"label permutation of the whole pipeline ({n_permutations}{within})"}
@@ -480,14 +482,16 @@ def sklearn_permutation_test(make_estimator: Callable, X: np.ndarray, y: np.ndar
                              n_permutations: int, seed: int = 0,
                              strata: np.ndarray | None = None,
                              metric: str = CHANCE_METRIC, done: dict | None = None,
-                             checkpoint: Callable[[dict], None] | None = None) -> dict:
+                             checkpoint: Callable[[dict], None] | None = None,
+                             strata_name: str = "strata") -> dict:
     """`permutation_test` of a scikit-learn pipeline (an SVM on voxels, regions or 2D
     features): the statistic is its mean held-out `metric` over `folds` (`plan_folds`),
     every fitted step refitted on every permutation; `strata` are usually the sites.
-    `done` and `checkpoint` resume an interrupted test (`permutation_test`)."""
+    `done`, `checkpoint` and `strata_name` as for `permutation_test`."""
     return permutation_test(
         lambda labels: float(np.mean(cv_fold_scores(make_estimator, X, labels, folds, metric))),
-        y, n_permutations, seed=seed, strata=strata, done=done, checkpoint=checkpoint)
+        y, n_permutations, seed=seed, strata=strata, done=done, checkpoint=checkpoint,
+        strata_name=strata_name)
 
 
 def with_permutation_tests(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:

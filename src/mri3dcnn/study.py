@@ -176,15 +176,27 @@ class Study:
         p = self.profile
         return {"model": model.spec.fields(), "context": self.context,
                 "units": [self.store.path_for(k).name for k in self.unit_keys(model)],
-                "n_permutations": p.n_permutations, "seed": p.seed, "strata": "site",
+                "n_permutations": p.n_permutations, "seed": p.seed,
+                "strata": "site and first-repeat fold",
                 "metric": CHANCE_METRIC}
+
+    def permutation_strata(self) -> np.ndarray:
+        """Per subject, its site and its fold in the first repeat: labels are exchanged
+        only inside these cells, so every permuted run keeps the real run's patients and
+        controls per site and per fold (the folds were stratified on the real labels; a
+        permutation across folds could leave a small training fold with one class)."""
+        first = self.plan[self.plan["repeat"] == self.plan["repeat"].min()]
+        fold = first.set_index("participant_id").loc[self.ids, "fold"].astype(str)
+        site = self.cohort.participants.loc[self.ids, "site"].astype(str)
+        return (site.to_numpy() + "/" + fold.to_numpy()).astype(object)
 
     def permutation_test(self, model: Model) -> dict:
         """Label-permutation test of a scikit-learn model's whole pipeline (Ojala and
         Garriga 2010): its mean held-out balanced accuracy over every fold of every repeat
         of the split plan, against `profile.n_permutations` refits with labels permuted
-        within site. Stored beside the model's records; read back, never recomputed, and
-        an interrupted test resumes (`ResultsStore.get_or_compute_permutation`).
+        within site and fold (`permutation_strata`). Stored beside the model's records;
+        read back, never recomputed, and an interrupted test resumes
+        (`ResultsStore.get_or_compute_permutation`).
 
         Returns
         -------
@@ -199,13 +211,14 @@ class Study:
         if not isinstance(est, SklearnFit):
             raise TypeError(f"{model.spec.family}: a permutation test refits the whole "
                             "pipeline, which only scikit-learn models here afford.")
-        strata = self.cohort.participants.loc[self.ids, "site"].to_numpy()
+        strata = self.permutation_strata()
 
         def compute(done: dict | None, checkpoint: Callable[[dict], None]) -> dict:
             out = sklearn_permutation_test(est.make, est.X, est.y,
                                            plan_folds(self.plan, self.ids), p.n_permutations,
                                            seed=p.seed, strata=strata, done=done,
-                                           checkpoint=checkpoint)
+                                           checkpoint=checkpoint,
+                                           strata_name="site and first-repeat fold")
             return {**out, "null": out["null"].tolist()}
 
         return self.store.get_or_compute_permutation(self.permutation_key(model), compute)
@@ -237,7 +250,8 @@ class Study:
             return "No label-permutation test in this profile."
         return (f"`p_permutation`: the whole pipeline (scaling, screening, the inner choice "
                 f"of C, the fit) rerun on the same {p.n_folds}-fold x {p.n_repeats} "
-                f"repeat(s) plan with labels permuted within site, {p.n_permutations} times "
+                f"repeat(s) plan with labels permuted within site and fold (each run keeps "
+                f"the real numbers of patients per site and fold), {p.n_permutations} times "
                 f"(seed {p.seed}); p = (1 + permutations scoring at least the observed mean "
                 f"balanced accuracy) / {p.n_permutations + 1}, so the smallest possible p "
                 f"is {1 / (p.n_permutations + 1):.3g}.")
