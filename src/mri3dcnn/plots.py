@@ -201,10 +201,10 @@ def permutation_nulls(tests: pd.DataFrame) -> plt.Figure:
         ax.axvline(row.score, color="crimson", lw=2)
         ax.axvline(0.5, color="black", ls="--", lw=1)
         ax.set_title(f"{row.model} [{row.maps}]\np = {row.p_value:.3f}", fontsize=9)
+        ax.tick_params(labelbottom=True)
     for ax in axes.flat[len(tests):]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("mean balanced accuracy")
+    fig.supxlabel("mean balanced accuracy over the CV folds")
     fig.tight_layout()
     return fig
 
