@@ -17,6 +17,7 @@ from mri3dcnn.splits import iter_folds, make_split_plan
 from mri3dcnn.svm import (
     CovariateAdjuster,
     LinearKernelSVC,
+    RBFKernelSVC,
     SklearnFit,
     adjusted_linear_svm,
     fit_predict_sklearn,
@@ -105,6 +106,20 @@ def test_gram_svm_is_the_linear_svm(seed, C):
     np.testing.assert_allclose(gram.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="binary"):
         LinearKernelSVC().fit(X[:30], np.arange(30) % 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("C", [1e-2, 1e2, 1e3])
+def test_kernel_matrix_rbf_svm_is_the_rbf_svm(seed, C):
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(50) % 2)
+    X = rng.standard_normal((50, 300)) + 0.5 * y[:, None] * (np.arange(300) < 20)
+    X_test = rng.standard_normal((30, 300)) + 0.5 * (np.arange(300) < 20)
+    ref = SVC(kernel="rbf", C=C, gamma="scale").fit(X, y)
+    mine = RBFKernelSVC(C=C).fit(X, y)
+    d_ref, d_mine = ref.decision_function(X_test), mine.decision_function(X_test)
+    np.testing.assert_allclose(d_mine, d_ref, rtol=1e-6, atol=1e-6 * np.abs(d_ref).max())
+    np.testing.assert_array_equal(mine.predict(X_test), ref.predict(X_test))
 
 
 def test_weight_map_is_unchanged_by_the_gram_solver():
