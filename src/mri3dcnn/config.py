@@ -41,8 +41,8 @@ class Profile:
     svm_C: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
     #: label permutations of a whole SVM or 2D-feature pipeline ("better than chance");
     #: 19 is the fewest that gives an exact 0.05-level test. Each one reruns a chapter's
-    #: cross-validations: on `quick`, about 17 CPU-s for chapter 2 and 4 for chapter 3's
-    #: EfficientNet-Lite0 models, so `quick` affords 19, not 99
+    #: cross-validations: on `quick`, about 14 CPU-s for chapter 2 and 4 for chapter 3's
+    #: EfficientNet-Lite0 models, so its 19 take about 6 minutes of one core
     n_permutations: int = 99
     #: the same for a CNN configuration (each permutation is a full cross-validation)
     n_permutations_cnn: int = 0
