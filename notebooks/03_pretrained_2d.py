@@ -77,3 +77,17 @@ display(features["status"])
 display(plots.summary_table(features["summary"]))
 fig = plots.model_forest(features["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
+
+# %% [markdown]
+# ## Better than chance: labels permuted within site and fold
+# As in chapter 2, each classifier's whole pipeline is rerun with the labels shuffled
+# within each site and fold {cite:p}`ojala2010`; `p_permutation` in the table above is
+# the share of shuffled runs that score at least as well as the real one, and the `test`
+# column names which procedure produced which number ({numref}`fig-2d-permutation`).
+
+# %%
+display(Markdown(features["description"]))
+
+# %% mystnb={"figure": {"caption": "The label-permutation null distribution of every classifier on 2D features: mean balanced accuracy over the CV folds with labels shuffled within site and fold (grey), the real score (red line) and chance (dashed).", "name": "fig-2d-permutation"}}
+fig = plots.permutation_nulls(features["permutation"])
+plt.show()

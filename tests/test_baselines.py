@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mri3dcnn.atlas import aal_on_grid, region_table
@@ -14,6 +16,8 @@ from mri3dcnn.results import ResultsStore
 from mri3dcnn.splits import iter_folds, make_split_plan
 from mri3dcnn.svm import (
     CovariateAdjuster,
+    LinearKernelSVC,
+    RBFKernelSVC,
     SklearnFit,
     adjusted_linear_svm,
     fit_predict_sklearn,
@@ -83,6 +87,48 @@ def test_weight_map_points_at_the_signal():
     w = weight_map(linear_svm((1.0,), inner_folds=2), X, y)
     assert w.shape == (X.shape[1],)
     assert np.argmax(np.abs(w)) == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("C", [1e-4, 1e-2, 1.0])
+def test_gram_svm_is_the_linear_svm(seed, C):
+    """The same dual problem: decision values, predictions and weights of
+    SVC(kernel="linear"), on more features than subjects as on voxels."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(50) % 2)
+    X = rng.standard_normal((50, 300)) + 0.3 * y[:, None] * (np.arange(300) < 20)
+    X_test = rng.standard_normal((30, 300))
+    ref = SVC(kernel="linear", C=C).fit(X, y)
+    gram = LinearKernelSVC(C=C).fit(X, y)
+    d_ref, d_gram = ref.decision_function(X_test), gram.decision_function(X_test)
+    np.testing.assert_allclose(d_gram, d_ref, rtol=1e-6, atol=1e-6 * np.abs(d_ref).max())
+    np.testing.assert_array_equal(gram.predict(X_test), ref.predict(X_test))
+    np.testing.assert_allclose(gram.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="binary"):
+        LinearKernelSVC().fit(X[:30], np.arange(30) % 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("C", [1e-2, 1e2, 1e3])
+def test_kernel_matrix_rbf_svm_is_the_rbf_svm(seed, C):
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(50) % 2)
+    X = rng.standard_normal((50, 300)) + 0.5 * y[:, None] * (np.arange(300) < 20)
+    X_test = rng.standard_normal((30, 300)) + 0.5 * (np.arange(300) < 20)
+    ref = SVC(kernel="rbf", C=C, gamma="scale").fit(X, y)
+    mine = RBFKernelSVC(C=C).fit(X, y)
+    d_ref, d_mine = ref.decision_function(X_test), mine.decision_function(X_test)
+    np.testing.assert_allclose(d_mine, d_ref, rtol=1e-6, atol=1e-6 * np.abs(d_ref).max())
+    np.testing.assert_array_equal(mine.predict(X_test), ref.predict(X_test))
+
+
+def test_weight_map_is_unchanged_by_the_gram_solver():
+    X, y, _, _ = _data(80, d=40)
+    reference = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear"))])
+    w_ref = weight_map(GridSearchCV(reference, {"svm__C": [1e-2, 1.0]}, cv=StratifiedKFold(
+        2, shuffle=True, random_state=0), scoring="balanced_accuracy"), X, y)
+    w = weight_map(linear_svm((1e-2, 1.0), inner_folds=2), X, y)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-9)
 
 
 def test_atlas_offline_and_regional_features(tiny_cohort, tmp_path):

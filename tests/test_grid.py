@@ -263,3 +263,15 @@ def test_serial_is_the_default_and_starts_no_dask(home):
             "assert 'distributed' not in sys.modules, 'dask was imported'")
     env = {**os.environ, "MRI3DCNN_HOME": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_estimate_counts_each_sklearn_models_permutation_test():
+    p = get_profile("tiny")
+    table = grid.units(p)
+    tp = {"cnn": {"sequential_2": {"overhead_s": 1.0, "train_per_s": 20.0,
+                                   "infer_per_s": 60.0}}, "svm_s": 1.0}
+    est = grid.estimate_seconds(p, table, tp)
+    svm = table.kind == "svm"
+    one_map = est[svm & (table.family == "svm_linear") & (table.maps == "gm")]
+    assert (one_map == 1 + p.n_permutations).all()
+    assert (est[svm & (table.family == "chance")] == 1.0).all()  # never permuted

@@ -40,7 +40,9 @@ class Profile:
     #: voxel models are inside the grid, not at its edge
     svm_C: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
     #: label permutations of a whole SVM or 2D-feature pipeline ("better than chance");
-    #: 19 is the fewest that gives an exact 0.05-level test
+    #: 19 is the fewest that gives an exact 0.05-level test. Each one reruns a chapter's
+    #: cross-validations: on `quick`, about 14 CPU-s for chapter 2 and 4 for chapter 3's
+    #: EfficientNet-Lite0 models, so its 19 take about 6 minutes of one core
     n_permutations: int = 99
     #: the same for a CNN configuration (each permutation is a full cross-validation)
     n_permutations_cnn: int = 0
@@ -115,7 +117,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", n_subjects=300, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=12, batch_size=8, patience=4, fusion_maps=("gm", "fa"),
-        fair_epochs=12, fair_ensemble=1,
+        fair_epochs=12, fair_ensemble=1, n_permutations=19,
         sweep_scales=(0.5, 1.0, 2.0), sweep_sizes=(100, 300),
         sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(300,),
     ),
@@ -124,7 +126,7 @@ PROFILES: dict[str, Profile] = {
         epochs=60, batch_size=8, patience=15, augment=True,
         cnn_map_sets=(("gm",), ("wm",), ("fa",), ("md",), ("gm", "wm", "fa", "md")),
         sequential_models=("sequential_1", "sequential_2", "sequential_3"),
-        saliency_subjects=20, occlusion_subjects=10, n_permutations=999, n_permutations_cnn=19,
+        saliency_subjects=20, occlusion_subjects=10, n_permutations=99, n_permutations_cnn=19,
         fair_modern=("sfcn", "resnet3d"), fair_originals=("sequential_2", "inception_1"),
         fair_pretrained=("sfcn",),
         sweep_grid_mm=6.0, sweep_repeats=3, sweep_cnn_scales=(0.5, 1.0, 1.5, 2.0),

@@ -46,6 +46,7 @@ from .atomic import write_text
 from .config import Profile, config_hash, default_paths, get_profile
 from .crossval import CHAPTER_2D, CHAPTER_CNN, CHAPTER_SVM, ModelSpec
 from .features import GLOBAL_FEATURES
+from .stats import NOT_PERMUTED
 
 #: the chapters' default parameters, as their `parameters` cells set them
 SVM_MAPS = ("gm", "wm", "fa", "md")
@@ -372,7 +373,9 @@ def estimate_seconds(profile: str | Profile, table: pd.DataFrame, throughput: di
     inference on the validation subjects (and on the held-out fold for a traced fit), a
     branch per map for branch fusion, and the held-out and independent predictions.
     Chapter 7's family, not known before chapters 4-6 are stored, is costed as the
-    slowest measured. An SVM unit scales with its maps; late fusion costs nothing."""
+    slowest measured. An SVM unit scales with its maps, and carries its share of the
+    model's permutation test (`profile.n_permutations` more fits; a stored unit counts as
+    done, though its test may not be); late fusion costs nothing."""
     p = get_profile(profile)
     if n_cv is None:
         n_cv = p.n_subjects * (p.n_sites - 1) / p.n_sites
@@ -398,7 +401,9 @@ def estimate_seconds(profile: str | Profile, table: pd.DataFrame, throughput: di
             out.append(fits * (t["overhead_s"] + branches * (epochs * epoch
                                                              + n_test / t["infer_per_s"])))
         elif row.kind in ("svm", "2d"):
-            out.append(throughput["svm_s"] * n_maps)
+            # the model's label-permutation test reruns its cross-validation, unit by unit
+            perms = 0 if row.family in NOT_PERMUTED else p.n_permutations
+            out.append(throughput["svm_s"] * n_maps * (1 + perms))
         else:
             out.append(0.0)
     return pd.Series(out, index=table.index, dtype=float)

@@ -216,6 +216,27 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
             .round(3))
 
 
+def permutation_nulls(tests: pd.DataFrame) -> plt.Figure:
+    """Each model's permuted-label scores (the null distribution of its whole pipeline)
+    with its observed score and p-value: `Study.permutation_tests`."""
+    n = max(len(tests), 1)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False,
+                             sharex=True)
+    for ax, row in zip(axes.flat, tests.itertuples(), strict=False):
+        ax.hist(row.null, bins=15, color="grey", alpha=0.7)
+        ax.axvline(row.score, color="crimson", lw=2)
+        ax.axvline(0.5, color="black", ls="--", lw=1)
+        ax.set_title(f"{row.model} [{row.maps}]\np = {row.p_value:.3f}", fontsize=9)
+        ax.tick_params(labelbottom=True)
+    for ax in axes.flat[len(tests):]:
+        ax.set_visible(False)
+    fig.supxlabel("mean balanced accuracy over the CV folds")
+    fig.tight_layout()
+    return fig
+
+
 def ci_table(summary: pd.DataFrame,
              metrics=("accuracy", "balanced_accuracy", "auc")) -> pd.DataFrame:
     """One row per model, one column per metric and set: `estimate [low, high]`."""

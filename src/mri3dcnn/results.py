@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_directory
+from .atomic import atomic_directory, write_text
 from .config import config_hash
 from .crossval import KEY_FIELDS, OPTIONAL_KEY_FIELDS, display_name, key_field, maps_label
 
@@ -153,6 +153,44 @@ class ResultsStore:
         return self.put(key, out["predictions"], out.get("history"), out.get("info"),
                         out.get("artifacts"), out.get("trace"))
 
+    def permutation_path(self, key: dict) -> Path:
+        """Where the label-permutation test keyed by `key` lives: beside the records of the
+        model `key["model"]` names (never a `record.json`, so `records` skips it)."""
+        model = _normalise_key({**key["model"], "fold": None, "repeat": None})
+        return (self.root / model["chapter"] / display_name(model) / maps_label(model)
+                / "permutation" / f"{config_hash(key)}.json")
+
+    def get_or_compute_permutation(self, key: dict,
+                                   compute: Callable[[dict | None, Callable[[dict], None]],
+                                                     dict]) -> dict:
+        """The stored permutation test of `key`, or `compute(done, checkpoint)` run and
+        stored.
+
+        The finished test (a JSON-able dict) is written atomically; while it runs,
+        `checkpoint(state)` keeps its partial state atomically beside it, and a later call
+        hands that state back as `done`, so an interrupted test resumes where it stopped.
+        """
+        final = self.permutation_path(key)
+        if final.exists():
+            return json.loads(final.read_text())
+        partial = final.with_suffix(".partial.json")
+        done = json.loads(partial.read_text()) if partial.exists() else None
+
+        def checkpoint(state: dict) -> None:
+            write_text(partial, json.dumps({**state, "key": key}, default=float))
+
+        out = {**compute(done, checkpoint), "key": key, "created": time.time(),
+               "versions": package_versions()}
+        write_text(final, json.dumps(out, indent=2, default=_jsonable))
+        partial.unlink(missing_ok=True)
+        return out
+
+    def permutations(self) -> list[dict]:
+        """Every finished permutation test in the store (partial ones left out)."""
+        return [json.loads(f.read_text())
+                for f in sorted(self.root.glob("**/permutation/*.json"))
+                if not f.name.endswith(".partial.json") and not f.name.startswith(".")]
+
     def records(self, chapter: str | None = None) -> list[Record]:
         """Every stored record, or those of one chapter."""
         base = self.root / chapter if chapter else self.root
@@ -167,6 +205,11 @@ class ResultsStore:
     def predictions(self, chapter: str | None = None) -> pd.DataFrame:
         """Every stored prediction, one row per subject and record, with the key columns."""
         return predictions_of(self.records(chapter))
+
+
+def _jsonable(value):
+    """NumPy arrays and scalars as JSON."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 #: what `predictions_of` adds to each prediction: the key's fields, the model's label and

@@ -29,9 +29,12 @@ METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc")
 #: the columns of a summary that chapters show
 SUMMARY_COLUMNS = ["model", "maps", "set", "n", "accuracy", "accuracy_low", "accuracy_high",
                    "balanced_accuracy", "sensitivity", "specificity", "auc", "auc_low",
-                   "auc_high", "p_chance", "test"]
+                   "auc_high", "p_chance", "p_permutation", "test"]
 #: what a chapter's model is, in stored predictions
 MODEL_KEYS = ["chapter", "model", "maps", "protocol", "variant"]
+#: families a chapter cross-validates without a permutation test: the chance line learns
+#: nothing from the labels, so permuting them cannot tell it anything
+NOT_PERMUTED = ("chance",)
 #: the score of "better than chance" and of model-vs-model tests on folds
 CHANCE_METRIC = "balanced_accuracy"
 
@@ -400,7 +403,8 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
     """Per model and evaluation set: metrics on subject-level predictions, with intervals.
 
     `cv`: the mean of the fold scores, with the interval and `p_chance` (one sided,
-    balanced accuracy above 0.5) of the corrected repeated-CV t-test on them; `n` counts
+    balanced accuracy above 0.5) of the corrected repeated-CV t-test on them, and
+    `p_permutation` left NaN for `with_permutation_tests` to fill; `n` counts
     each subject once however many repeats predicted it. `independent`: each subject's
     scores averaged over fold models, with subject bootstrap intervals. The column `test`
     names the test behind each row.
@@ -423,6 +427,7 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
             row["p_chance"] = corrected_ttest(
                 f["score"], f["n_train"].mean(), f["n_test"].mean(), null=0.5,
                 alternative="greater")["p_value"]
+            row["p_permutation"] = float("nan")  # `with_permutation_tests` fills it
             row["test"] = f"corrected repeated-CV t ({_cv_design(folds['auc'])})"
         else:
             ci = bootstrap_ci(sub["y_true"], sub["score"], sub["pred"], n_boot=n_boot,
@@ -430,7 +435,7 @@ def summarise(predictions: pd.DataFrame, n_boot: int = 500, seed: int = 0) -> pd
             for m in METRICS:
                 row.update({m: ci.loc[m, "estimate"], f"{m}_low": ci.loc[m, "ci_low"],
                             f"{m}_high": ci.loc[m, "ci_high"]})
-            row["p_chance"] = float("nan")
+            row["p_chance"] = row["p_permutation"] = float("nan")
             row["test"] = f"subject bootstrap ({n_boot}), fold models fixed"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -527,7 +532,9 @@ def permute_labels(y: np.ndarray, rng: np.random.Generator,
 
 def permutation_test(fit_score: Callable[[np.ndarray], float], y: np.ndarray,
                      n_permutations: int, seed: int = 0,
-                     strata: np.ndarray | None = None) -> dict:
+                     strata: np.ndarray | None = None, done: dict | None = None,
+                     checkpoint: Callable[[dict], None] | None = None,
+                     strata_name: str = "strata") -> dict:
     """Label-permutation test of a whole pipeline (Ojala and Garriga 2010, test 1).
 
     `fit_score(labels)` runs everything that learns (feature selection, tuning, fitting,
@@ -535,21 +542,38 @@ def permutation_test(fit_score: Callable[[np.ndarray], float], y: np.ndarray,
     one-sided p-value is (1 + #{null >= observed}) / (1 + n_permutations): exact at any
     count, so 19 permutations already give a test of level 0.05.
 
+    A long test can resume: `checkpoint(state)` is called after the observed score and
+    after every permutation with `state` = {`score`, `null`} so far, and a `done` state
+    given back skips that work. The permutations are drawn from `seed` in the same order
+    either way, so a resumed test equals an uninterrupted one. `strata_name` says in the
+    test's description what the strata are.
+
     Returns
     -------
-    dict with score, p_value, n_permutations, null (the permuted scores) and test.
+    dict with score, p_value, n_permutations, seed, null (the permuted scores) and test.
     """
     if n_permutations < 1:
         raise ValueError("A permutation test needs at least one permutation.")
     rng = np.random.default_rng(seed)
     y = np.asarray(y)
-    observed = float(fit_score(y))
-    null = np.array([fit_score(permute_labels(y, rng, strata))
-                     for _ in range(n_permutations)])
+    done = done or {}
+    observed = float(done["score"]) if "score" in done else float(fit_score(y))
+    null = [float(v) for v in done.get("null", [])][:n_permutations]
+    if checkpoint is not None and "score" not in done:
+        checkpoint({"score": observed, "null": list(null)})
+    for i in range(n_permutations):
+        labels = permute_labels(y, rng, strata)  # drawn even when done, to keep the order
+        if i < len(null):
+            continue
+        null.append(float(fit_score(labels)))
+        if checkpoint is not None:
+            checkpoint({"score": observed, "null": list(null)})
+    null = np.asarray(null)
     p = (1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations)
+    within = f" within {strata_name}" if strata is not None else ""
     return {"score": observed, "p_value": float(p), "n_permutations": int(n_permutations),
-            "null": null, "test": f"label permutation of the whole pipeline "
-                                  f"({n_permutations})"}
+            "seed": int(seed), "null": null,
+            "test": f"label permutation of the whole pipeline ({n_permutations}{within})"}
 
 
 def plan_folds(plan: pd.DataFrame, ids: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -585,10 +609,38 @@ def sklearn_permutation_test(make_estimator: Callable, X: np.ndarray, y: np.ndar
                              folds: Sequence[tuple[np.ndarray, np.ndarray]],
                              n_permutations: int, seed: int = 0,
                              strata: np.ndarray | None = None,
-                             metric: str = CHANCE_METRIC) -> dict:
+                             metric: str = CHANCE_METRIC, done: dict | None = None,
+                             checkpoint: Callable[[dict], None] | None = None,
+                             strata_name: str = "strata") -> dict:
     """`permutation_test` of a scikit-learn pipeline (an SVM on voxels, regions or 2D
     features): the statistic is its mean held-out `metric` over `folds` (`plan_folds`),
-    every fitted step refitted on every permutation; `strata` are usually the sites."""
+    every fitted step refitted on every permutation; `strata` are usually the sites.
+    `done`, `checkpoint` and `strata_name` as for `permutation_test`."""
     return permutation_test(
         lambda labels: float(np.mean(cv_fold_scores(make_estimator, X, labels, folds, metric))),
-        y, n_permutations, seed=seed, strata=strata)
+        y, n_permutations, seed=seed, strata=strata, done=done, checkpoint=checkpoint,
+        strata_name=strata_name)
+
+
+def with_permutation_tests(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """`summary` with each model's label-permutation p-value on its `cv` row
+    (`p_permutation`), and its `test` naming which procedure produced which number.
+
+    `tests` has the model columns of `summary` (`MODEL_KEYS`), `p_value` and `test`, one
+    row per tested model; rows of untested models keep `p_permutation` NaN.
+    """
+    out = summary.copy()
+    if "p_permutation" not in out:
+        out["p_permutation"] = np.nan
+    if tests is None or tests.empty:
+        return out
+    keys = [k for k in MODEL_KEYS if k in out.columns and k in tests.columns]
+    index = {tuple(r[k] for k in keys): r for _, r in tests.iterrows()}
+    for i, row in out[out["set"] == "cv"].iterrows():
+        found = index.get(tuple(row[k] for k in keys))
+        if found is None:
+            continue
+        out.loc[i, "p_permutation"] = float(found["p_value"])
+        out.loc[i, "test"] = (f"{row['test']}: intervals and p_chance; "
+                              f"{found['test']}: p_permutation")
+    return out

@@ -38,6 +38,7 @@ from .features import GLOBAL_FEATURES
 from .maps import MAPS
 from .results import Record, ResultsStore, predictions_of
 from .splits import make_split_plan, save_split_plan
+from .stats import MODEL_KEYS, NOT_PERMUTED
 from .synthetic import generate_cohort, read_truth
 from .volumes import brain_mask, file_hash, load_maps
 
@@ -163,6 +164,122 @@ class Study:
     def unit_keys(self, model: Model) -> list[dict]:
         """The result keys `cross_validate(model)` would run, without running any."""
         return unit_keys(model.spec, model.estimator, self.plan, self.context)
+
+    # --- "better than chance" for a whole scikit-learn pipeline ------------------------------
+
+    def permutation_key(self, model: Model) -> dict:
+        """The key of a model's label-permutation test: its key fields, cohort, grid and
+        profile, the hashes of its units (estimator, every fold's training subjects), the number of
+        permutations, the seed, the strata and the statistic."""
+        from .stats import CHANCE_METRIC
+
+        p = self.profile
+        return {"model": model.spec.fields(), "context": self.context,
+                "units": [self.store.path_for(k).name for k in self.unit_keys(model)],
+                "n_permutations": p.n_permutations, "seed": p.seed,
+                "strata": "site and first-repeat fold",
+                "metric": CHANCE_METRIC}
+
+    def permutation_strata(self) -> np.ndarray:
+        """Per subject, its site and its fold in the first repeat: labels are exchanged
+        only inside these cells, so every permuted run keeps the real run's patients and
+        controls per site and per fold (the folds were stratified on the real labels; a
+        permutation across folds could leave a small training fold with one class)."""
+        first = self.plan[self.plan["repeat"] == self.plan["repeat"].min()]
+        fold = first.set_index("participant_id").loc[self.ids, "fold"].astype(str)
+        site = self.cohort.participants.loc[self.ids, "site"].astype(str)
+        return (site.to_numpy() + "/" + fold.to_numpy()).astype(object)
+
+    def permutation_test(self, model: Model) -> dict:
+        """Label-permutation test of a scikit-learn model's whole pipeline (Ojala and
+        Garriga 2010): its mean held-out balanced accuracy over every fold of every repeat
+        of the split plan, against `profile.n_permutations` refits with labels permuted
+        within site and fold (`permutation_strata`). Stored beside the model's records;
+        read back, never recomputed, and an interrupted test resumes
+        (`ResultsStore.get_or_compute_permutation`).
+
+        Returns
+        -------
+        dict
+            `score`, `p_value`, `n_permutations`, `seed`, `null` (the permuted scores),
+            `test` and `key`.
+        """
+        from .stats import plan_folds, sklearn_permutation_test
+        from .svm import SklearnFit
+
+        est, p = model.estimator, self.profile
+        if not isinstance(est, SklearnFit):
+            raise TypeError(f"{model.spec.family}: a permutation test refits the whole "
+                            "pipeline, which only scikit-learn models here afford.")
+        strata = self.permutation_strata()
+
+        def compute(done: dict | None, checkpoint: Callable[[dict], None]) -> dict:
+            out = sklearn_permutation_test(est.make, est.X, est.y,
+                                           plan_folds(self.plan, self.ids), p.n_permutations,
+                                           seed=p.seed, strata=strata, done=done,
+                                           checkpoint=checkpoint,
+                                           strata_name="site and first-repeat fold")
+            return {**out, "null": out["null"].tolist()}
+
+        return self.store.get_or_compute_permutation(self.permutation_key(model), compute)
+
+    def stored_permutation_tests(self, records: set[str] | None = None) -> pd.DataFrame:
+        """Every stored permutation test on this cohort, grid and profile with this
+        profile's count and seed, as `permutation_tests` lists them (for the summary);
+        with `records` (record hashes), only tests of models whose every unit is among
+        them, so a test of an older version of a model is never shown beside the new."""
+        p = self.profile
+        rows = []
+        for res in self.store.permutations():
+            key = res["key"]
+            if (key.get("context") != self.context or key["n_permutations"] != p.n_permutations
+                    or key["seed"] != p.seed
+                    or (records is not None and not set(key["units"]) <= records)):
+                continue
+            fields = key["model"]
+            rows.append({"chapter": fields["chapter"], "model": display_name(fields),
+                         "maps": "+".join(fields["maps"]), "protocol": fields["protocol"],
+                         "variant": fields["variant"], "p_value": res["p_value"],
+                         "test": res["test"]})
+        return pd.DataFrame(rows, columns=[*MODEL_KEYS, "p_value", "test"])
+
+    def permutation_description(self) -> str:
+        """One sentence stating the permutation test a chapter's `p_permutation` is."""
+        p = self.profile
+        if p.n_permutations < 1:
+            return "No label-permutation test in this profile."
+        return (f"`p_permutation`: the whole pipeline (scaling, screening, the inner choice "
+                f"of C, the fit) rerun on the same {p.n_folds}-fold x {p.n_repeats} "
+                f"repeat(s) plan with labels permuted within site and fold (each run keeps "
+                f"the real numbers of patients per site and fold), {p.n_permutations} times "
+                f"(seed {p.seed}); p = (1 + permutations scoring at least the observed mean "
+                f"balanced accuracy) / {p.n_permutations + 1}, so the smallest possible p "
+                f"is {1 / (p.n_permutations + 1):.3g}.")
+
+    def permutation_tests(self, models: list[Model]) -> pd.DataFrame:
+        """`permutation_test` of every model but the chance line (none when the profile
+        asks for no permutations), one row per model with the columns `summary` joins on.
+
+        Returns
+        -------
+        pandas.DataFrame
+            `chapter`, `model`, `maps`, `protocol`, `variant`, `score`, `p_value`,
+            `n_permutations`, `seed`, `null` and `test`.
+        """
+        columns = [*MODEL_KEYS, "score", "p_value", "n_permutations", "seed", "null", "test"]
+        if self.profile.n_permutations < 1:
+            return pd.DataFrame(columns=columns)
+        rows = []
+        for model in models:
+            if model.spec.family in NOT_PERMUTED:
+                continue
+            fields = model.spec.fields()
+            res = self.permutation_test(model)
+            rows.append({"chapter": fields["chapter"], "model": display_name(fields),
+                         "maps": "+".join(fields["maps"]), "protocol": fields["protocol"],
+                         "variant": fields["variant"],
+                         **{k: res[k] for k in columns[len(MODEL_KEYS):]}})
+        return pd.DataFrame(rows, columns=columns)
 
     def cnn(self, family: str, maps: list[str] | tuple[str, ...], fusion: str = "branch",
             protocol: str = "inner", variant: str = "none", recipe: str = "original",
@@ -342,13 +459,15 @@ class Study:
         Returns
         -------
         dict
-            `description` (Markdown), `summary` (pooled metrics with CIs), `per_fold`
-            (the linear SVM and chance on grey matter, per fold) and `cross_check`
-            (the linear SVM and the Decoder on grey matter, as a sentence).
+            `description` (Markdown), `summary` (pooled metrics with CIs, and the
+            label-permutation p-value of every model but chance), `permutation` (those
+            tests, with their null scores), `per_fold` (the linear SVM and chance on grey
+            matter, per fold) and `cross_check` (the linear SVM and the Decoder on grey
+            matter, as a sentence).
         """
         from .atlas import ATLAS_NAME
         from .features import regional_means
-        from .stats import per_fold_metrics, summarise
+        from .stats import per_fold_metrics, summarise, with_permutation_tests
         from .svm import GLOBAL_C
 
         p, maps = self.profile, list(maps)
@@ -358,7 +477,8 @@ class Study:
         for model in models:
             self.cross_validate(model)
         preds = self.predictions(CHAPTER_SVM)
-        summary = summarise(preds)
+        permutation = self.permutation_tests(models)
+        summary = with_permutation_tests(summarise(preds), permutation)
         folds = per_fold_metrics(preds)
         cmp = summary[(summary.maps == "gm") & (summary.set == "cv")
                       & summary.model.isin(["svm_linear", "nilearn_decoder"])]
@@ -370,8 +490,8 @@ class Study:
                 f"{p.n_repeats} repeat(s); C from {list(p.svm_C)} by inner "
                 f"{p.svm_inner_folds}-fold CV. Whole-brain measures: the mean of each map, "
                 f"adjusted for {', '.join(self.global_features(maps)[1]['covariates'])}; "
-                f"C from {list(GLOBAL_C)}."),
-            "summary": summary,
+                f"C from {list(GLOBAL_C)}. " + self.permutation_description()),
+            "summary": summary, "permutation": permutation,
             "per_fold": folds[folds.model.isin(["svm_linear", "chance"])
                               & (folds.maps == "gm")],
             "cross_check": "Cross-check on grey matter, same folds: " + "; ".join(
@@ -420,15 +540,17 @@ class Study:
         Returns
         -------
         dict
-            `status` (per backbone: run, with its feature size and weights, or why not)
-            and `summary` (pooled metrics with CIs of every stored 2D model).
+            `status` (per backbone: run, with its feature size and weights, or why not),
+            `summary` (pooled metrics with CIs of every stored 2D model, and the
+            label-permutation p-value of each model run here), `permutation` (those
+            tests, with their null scores) and `description` (the permutation test).
         """
         from . import pretrained2d as p2d
-        from .stats import summarise
+        from .stats import summarise, with_permutation_tests
 
         maps = list(maps or self.profile.fusion_maps)
         arrays = self.arrays(maps)
-        status = {}
+        status, models = {}, []
         for name in backbones:
             try:
                 net = p2d.backbone(name, self.cache_dir)
@@ -442,11 +564,16 @@ class Study:
                 sets[tuple(maps)] = np.hstack([feats[m] for m in maps])
             for set_maps, X in sets.items():
                 settings = p2d.feature_settings(name, set_maps, n_per_axis)
-                self.cross_validate(self.sklearn(CHAPTER_2D, f"2d_{name}", set_maps,
-                                                 self.svm(), X, f"{name} slices", settings))
+                models.append(self.sklearn(CHAPTER_2D, f"2d_{name}", set_maps, self.svm(), X,
+                                           f"{name} slices", settings))
+                self.cross_validate(models[-1])
             status[name] = (f"run: {feats[maps[0]].shape[1]} features per map and subject; "
                             f"{p2d.weights_source(name)}")
-        return {"status": status, "summary": summarise(self.predictions(CHAPTER_2D))}
+        permutation = self.permutation_tests(models)
+        return {"status": status, "permutation": permutation,
+                "summary": with_permutation_tests(summarise(self.predictions(CHAPTER_2D)),
+                                                  permutation),
+                "description": self.permutation_description()}
 
     # --- chapter 7: fusion and the published protocol ---------------------------------------
 
@@ -794,10 +921,11 @@ class Study:
             (the best cross-validated accuracy against the oracle, when known).
         """
         from .claims import headline_claims, ranking
-        from .stats import compare_auc, summarise
+        from .stats import compare_auc, summarise, with_permutation_tests
 
         preds = self.predictions()
-        summary = summarise(preds)
+        summary = with_permutation_tests(
+            summarise(preds), self.stored_permutation_tests(set(preds["hash"])))
         export = self.store.root / "summary.csv"
         summary.to_csv(export, index=False)
         order = ranking(summary)["label"].tolist()

@@ -25,15 +25,85 @@ from .config import Profile
 from .crossval import Unit
 
 
+class LinearKernelSVC(ClassifierMixin, BaseEstimator):
+    """A binary linear SVM solved by libsvm on a precomputed Gram matrix.
+
+    libsvm evaluates a linear kernel with one scalar dot product per pair of subjects and
+    per iteration; on thousands of voxels, one BLAS product `X @ X.T` before the solver is
+    about a hundred times cheaper and gives the same solution (the same dual problem).
+    `coef_` and `intercept_` are those of `SVC(kernel="linear")`, so weight maps and
+    decision values are unchanged, and the label-permutation tests become affordable.
+    """
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        X = np.asarray(X, float)
+        svc = SVC(kernel="precomputed", C=self.C).fit(X @ X.T, y)
+        if len(svc.classes_) != 2:
+            raise ValueError(f"LinearKernelSVC is binary; y has {len(svc.classes_)} classes.")
+        self.classes_ = svc.classes_
+        self.support_ = svc.support_
+        self.dual_coef_ = svc.dual_coef_
+        self.intercept_ = svc.intercept_
+        self.coef_ = svc.dual_coef_ @ X[svc.support_]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return np.asarray(X, float) @ self.coef_[0] + self.intercept_[0]
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+class RBFKernelSVC(ClassifierMixin, BaseEstimator):
+    """A binary RBF SVM solved by libsvm on a kernel matrix built from one BLAS product
+    (squared distances as |x|^2 + |y|^2 - 2 x.y): `SVC(kernel="rbf")`'s solution, at a
+    fraction of its cost on thousands of voxels. `gamma="scale"` is scikit-learn's
+    1 / (n_features * X.var()) of the training set."""
+
+    def __init__(self, C: float = 1.0, gamma: float | str = "scale"):
+        self.C = C
+        self.gamma = gamma
+
+    def _kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
+        return np.exp(-self.gamma_ * np.maximum(d, 0.0))
+
+    def fit(self, X, y):
+        X = np.asarray(X, float)
+        self.gamma_ = (1.0 / (X.shape[1] * X.var()) if self.gamma == "scale"
+                       else float(self.gamma))
+        svc = SVC(kernel="precomputed", C=self.C).fit(self._kernel(X, X), y)
+        if len(svc.classes_) != 2:
+            raise ValueError(f"RBFKernelSVC is binary; y has {len(svc.classes_)} classes.")
+        self.classes_ = svc.classes_
+        self.support_vectors_ = X[svc.support_]
+        self.dual_coef_ = svc.dual_coef_
+        self.intercept_ = svc.intercept_
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        K = self._kernel(np.asarray(X, float), self.support_vectors_)
+        return K @ self.dual_coef_[0] + self.intercept_[0]
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
 def linear_svm(C_grid=Profile.svm_C, inner_folds: int = 3, seed: int = 0,
                kernel: str = "linear", screening_percentile: float | None = None
                ) -> BaseEstimator:
     """Standardise, optionally keep the top ANOVA features, then an SVM with C chosen by
-    inner stratified CV (nested CV). The RBF variant searches C over a wider range."""
+    inner stratified CV (nested CV). The RBF variant searches C over a wider range; both
+    are solved on a kernel matrix from one BLAS product (`LinearKernelSVC`,
+    `RBFKernelSVC`)."""
     steps = [("scale", StandardScaler())]
     if screening_percentile:
         steps.append(("screen", SelectPercentile(f_classif, percentile=screening_percentile)))
-    steps.append(("svm", SVC(kernel=kernel)))
+    solvers = {"linear": LinearKernelSVC, "rbf": RBFKernelSVC}
+    steps.append(("svm", solvers[kernel]() if kernel in solvers else SVC(kernel=kernel)))
     grid = {"svm__C": list(C_grid)}
     if kernel == "rbf":
         grid = {"svm__C": [c * 1e4 for c in C_grid], "svm__gamma": ["scale"]}
