@@ -393,7 +393,8 @@ class Study:
         Returns
         -------
         dict
-            `status` (per backbone: run, with its feature size and weights, or why not)
+            `status` (one row per backbone: run, with its feature size and weights, or
+            why not)
             and `summary` (pooled metrics with CIs of every stored 2D model).
         """
         from . import pretrained2d as p2d
@@ -419,7 +420,9 @@ class Study:
                                                  self.svm(), X, f"{name} slices", settings))
             status[name] = (f"run: {feats[maps[0]].shape[1]} features per map and subject; "
                             f"{p2d.weights_source(name)}")
-        return {"status": status, "summary": summarise(self.predictions(CHAPTER_2D))}
+        return {"status": pd.DataFrame({"backbone": list(status),
+                                        "status": list(status.values())}),
+                "summary": summarise(self.predictions(CHAPTER_2D))}
 
     # --- chapter 7: fusion and the published protocol ---------------------------------------
 

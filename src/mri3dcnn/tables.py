@@ -96,8 +96,9 @@ def _flat(df: pd.DataFrame, index: bool | None) -> pd.DataFrame:
     out = df.copy()
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [" ".join(str(x) for x in c if str(x)) for c in out.columns]
-    if index is None:
-        index = not isinstance(out.index, pd.RangeIndex)
+    if index is None:  # a named index is data (site, group); positions after a filter not
+        index = (any(n is not None for n in out.index.names)
+                 or not pd.api.types.is_integer_dtype(out.index))
     return out.reset_index() if index else out.reset_index(drop=True)
 
 
@@ -115,7 +116,7 @@ def formatted(df: pd.DataFrame, digits: int = 2, ci_of: str | None = None,
     ci_of : str, optional
         The column the unnamed CI bounds belong to; default the first of `CI_ESTIMATES`.
     index : bool, optional
-        Show the index as columns; by default unless it is a plain range.
+        Show the index as columns; by default when it is named or not integers.
     signed : sequence of str
         Columns shown with their sign (differences).
 
@@ -209,7 +210,7 @@ def table(df: pd.DataFrame | pd.Series, caption: str, name: str, *, digits: int 
     ci_of : str, optional
         The column that `ci_low`/`ci_high` belong to (see `formatted`).
     index : bool, optional
-        Show the index; by default unless it is a plain range.
+        Show the index; by default when it is named or not integers.
     columns : dict, optional
         Shorter names for columns, applied after formatting (`{"balanced_accuracy":
         "bal. acc."}`).
