@@ -100,3 +100,10 @@ def test_an_empty_table_still_carries_its_label():
 def test_a_name_numref_cannot_cite_is_refused():
     with pytest.raises(ValueError, match="tbl-"):
         table(_summary(), "C.", "Models table")
+
+
+def test_a_named_index_is_shown_and_positions_are_not():
+    counts = pd.DataFrame({"site": ["a", "a"], "group": ["control", "patient"], "n": [3, 4]})
+    assert list(formatted(counts.set_index(["site", "group"])).columns) == ["site", "group", "n"]
+    filtered = counts[counts.n > 3]
+    assert list(formatted(filtered).columns) == ["site", "group", "n"]
