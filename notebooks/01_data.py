@@ -135,7 +135,7 @@ flagged = qc[qc.outlier]
 display(Markdown(f"Maps flagged as outliers: **{len(flagged)}**."))
 display(table(flagged, "Maps flagged as outliers: their mean in the brain, its standard "
               "deviation and their correlation with the cohort mean.", "tbl-data-outliers",
-              index=False, empty="no map flagged"))
+              index=False, drop=["outlier"], empty="no map flagged"))
 
 # %% [markdown]
 # ## The split plan

@@ -107,3 +107,9 @@ def test_a_named_index_is_shown_and_positions_are_not():
     assert list(formatted(counts.set_index(["site", "group"])).columns) == ["site", "group", "n"]
     filtered = counts[counts.n > 3]
     assert list(formatted(filtered).columns) == ["site", "group", "n"]
+
+
+def test_a_url_in_a_cell_stays_whole():
+    url = "https://example.org/keras/vgg16_weights_tf_notop.h5"
+    assert escape(f"not found: download {url}") == f"not found: download {url}"
+    assert escape("_a_ b_") == r"\_a\_ b\_"

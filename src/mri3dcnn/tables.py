@@ -26,8 +26,10 @@ CI_ESTIMATES = ("estimate", "difference", "realised d")
 SIGNED = ("estimate", "difference", "auc_difference")
 #: p-values: three decimals, and "<0.001" below that
 P_VALUE = re.compile(r"^p($|[_ ]|-value)")
-#: Markdown that would change a cell's meaning: emphasis, code, links, math, roles, rows
-_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|$~#])")
+#: Markdown that would change a cell's meaning: emphasis, code, links, math, roles, rows.
+#: An underscore inside a word (`svm_linear`) is no emphasis and stays as it is, so that a
+#: URL in a message is linked whole.
+_SPECIAL = re.compile(r"([\\`*{}\[\]<>|$~#]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
 def format_interval(estimate: float, low: float, high: float, digits: int = 2,
