@@ -113,3 +113,7 @@ def test_a_url_in_a_cell_stays_whole():
     url = "https://example.org/keras/vgg16_weights_tf_notop.h5"
     assert escape(f"not found: download {url}") == f"not found: download {url}"
     assert escape("_a_ b_") == r"\_a\_ b\_"
+
+
+def test_a_flag_reads_as_a_word():
+    assert formatted(pd.DataFrame({"passes": [True, False]}))["passes"].tolist() == ["yes", "no"]

@@ -79,6 +79,8 @@ def _numeric(col: pd.Series) -> bool:
 def _format_column(col: pd.Series, digits: int, signed: bool = False) -> list[str]:
     if P_VALUE.match(str(col.name)):
         return [format_p(v) for v in col]
+    if pd.api.types.is_bool_dtype(col):
+        return ["yes" if v else "no" for v in col]
     if not _numeric(col):
         return ["—" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                 for v in col]
