@@ -27,10 +27,19 @@ def _rows(markdown: str) -> list[str]:
 def test_a_table_is_a_numbered_myst_table_with_its_caption_and_name():
     md = table(_summary(), "Every model, pooled over folds.", "tbl-models")._repr_markdown_()
     lines = md.splitlines()
-    assert lines[0] == "```{table} Every model, pooled over folds."
+    assert lines[0] == "~~~{table} Every model, pooled over folds."
     assert lines[1] == ":name: tbl-models"
-    assert md.rstrip().endswith("```")
+    assert md.rstrip().endswith("~~~")
     assert len(_rows(md)) == 2  # one row per row of the DataFrame
+
+
+def test_a_caption_with_code_still_opens_the_directive():
+    from markdown_it import MarkdownIt
+
+    md = table(_summary(), "Pooled (`cv`: corrected t-test).", "tbl-models").markdown
+    fences = [t for t in MarkdownIt("commonmark").parse(md) if t.type == "fence"]
+    assert [f.info for f in fences] == ["{table} Pooled (`cv`: corrected t-test)."]
+    assert ":name: tbl-models" in fences[0].content
 
 
 def test_intervals_join_their_estimate_and_numbers_have_fixed_decimals():

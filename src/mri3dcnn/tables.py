@@ -179,8 +179,9 @@ class Table:
                  "| " + " | ".join("---:" if r else ":---" for r in right) + " |"]
         lines += ["| " + " | ".join(escape(v) for v in row) + " |"
                   for row in cells.itertuples(index=False)]
-        return "\n".join([f"```{{table}} {self.caption}", f":name: {self.name}", "",
-                          *lines, "```", ""])
+        # a tilde fence: a caption may hold `code`, which a backtick fence's info refuses
+        return "\n".join([f"~~~{{table}} {self.caption}", f":name: {self.name}", "",
+                          *lines, "~~~", ""])
 
     def _repr_markdown_(self) -> str:
         return self.markdown
