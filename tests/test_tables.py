@@ -28,6 +28,7 @@ def test_a_table_is_a_numbered_myst_table_with_its_caption_and_name():
     md = table(_summary(), "Every model, pooled over folds.", "tbl-models")._repr_markdown_()
     lines = md.splitlines()
     assert lines[0] == "~~~{table} Every model, pooled over folds."
+    assert r"| 0.62 \[0.55," + "\u00a0" + r"0.69\] |" in md  # wraps below its estimate, not inside
     assert lines[1] == ":name: tbl-models"
     assert md.rstrip().endswith("~~~")
     assert len(_rows(md)) == 2  # one row per row of the DataFrame

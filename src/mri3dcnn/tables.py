@@ -177,7 +177,10 @@ class Table:
                                  columns=cells.columns)
         lines = ["| " + " | ".join(escape(_header(c)) for c in cells.columns) + " |",
                  "| " + " | ".join("---:" if r else ":---" for r in right) + " |"]
-        lines += ["| " + " | ".join(escape(v) for v in row) + " |"
+        # an interval may wrap below its estimate, never inside itself: a narrow page
+        # shows `0.62` over `[0.55, 0.69]` rather than a table wider than the text
+        lines += ["| " + " | ".join(escape(v).replace(", ", ",\u00a0") if r else escape(v)
+                                    for v, r in zip(row, right, strict=True)) + " |"
                   for row in cells.itertuples(index=False)]
         # a tilde fence: a caption may hold `code`, which a backtick fence's info refuses
         return "\n".join([f"~~~{{table}} {self.caption}", f":name: {self.name}", "",
