@@ -127,3 +127,8 @@ def test_a_url_in_a_cell_stays_whole():
 
 def test_a_flag_reads_as_a_word():
     assert formatted(pd.DataFrame({"passes": [True, False]}))["passes"].tolist() == ["yes", "no"]
+
+
+def test_p_values_already_written_as_text_are_kept():
+    d = pd.DataFrame({"claim": ["a", "b"], "p": ["0.0123", "—"]})
+    assert formatted(d)["p"].tolist() == ["0.0123", "—"]

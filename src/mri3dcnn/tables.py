@@ -77,7 +77,7 @@ def _numeric(col: pd.Series) -> bool:
 
 
 def _format_column(col: pd.Series, digits: int, signed: bool = False) -> list[str]:
-    if P_VALUE.match(str(col.name)):
+    if P_VALUE.match(str(col.name)) and _numeric(col):  # p-values already text stay
         return [format_p(v) for v in col]
     if pd.api.types.is_bool_dtype(col):
         return ["yes" if v else "no" for v in col]
