@@ -195,14 +195,15 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def ci_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Every model on both sets, one row each: its label (`model [maps]`, with the
+    """Every model on both sets, one row each: the model as `model [maps]` (with the
     protocol when not ours), the set, subjects and the three metrics with intervals."""
     from .stats import label
 
     cols = ["label", "set", "n",
             *(f"{m}{s}" for m in SHOWN_METRICS for s in ("", "_low", "_high"))]
     return (summary.assign(label=label(summary))[cols]
-            .sort_values(["set", "label"]).reset_index(drop=True))
+            .sort_values(["set", "label"]).reset_index(drop=True)
+            .rename(columns={"label": "model"}))
 
 
 def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
