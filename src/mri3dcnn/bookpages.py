@@ -19,8 +19,7 @@ import pandas as pd
 from .atomic import write_text
 from .config import config_hash, default_paths, get_profile, project_root
 from .results import VERSIONED_PACKAGES, ResultsStore, package_versions
-from .tables import finite as _finite
-from .tables import format_interval
+from .tables import format_interval, format_p
 
 GENERATED_PAGES = ("parameters.md", "reproducibility.md")
 
@@ -56,7 +55,7 @@ def claim_rows(claims: pd.DataFrame) -> pd.DataFrame:
         "claim": claims["claim"].astype(str),
         "verdict": claims["verdict"].astype(str),
         "effect": effect,
-        "p": [f"{v:.3g}" if _finite(v) else "—" for v in p],
+        "p": [format_p(v) for v in p],
         "models": models,
         "test": col("test").fillna("—").astype(str),
     })
