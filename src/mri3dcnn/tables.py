@@ -177,8 +177,8 @@ class Table:
                                  columns=cells.columns)
         lines = ["| " + " | ".join(escape(_header(c)) for c in cells.columns) + " |",
                  "| " + " | ".join("---:" if r else ":---" for r in right) + " |"]
-        # an interval may wrap below its estimate, never inside itself: a narrow page
-        # shows `0.62` over `[0.55, 0.69]` rather than a table wider than the text
+        # an interval never breaks inside itself: where a cell must wrap (a narrow
+        # notebook), `[0.55, 0.69]` moves below its estimate whole
         lines += ["| " + " | ".join(escape(v).replace(", ", ",\u00a0") if r else escape(v)
                                     for v, r in zip(row, right, strict=True)) + " |"
                   for row in cells.itertuples(index=False)]
