@@ -40,6 +40,7 @@ from mri3dcnn import plots
 from mri3dcnn.study import Study
 from mri3dcnn.synthetic import oracle_table, realised_d_table, region_peaks
 from mri3dcnn.synthetic.figures import effect_maps
+from mri3dcnn.tables import table
 from mri3dcnn.volumes import qc_table
 
 study = Study.open(profile, cohort_dir, results_dir)
@@ -53,9 +54,12 @@ display(Markdown(
 
 # %% [markdown]
 # ## Participants
+# {numref}`tbl-data-participants` counts the subjects of each site and group, with their
+# mean age.
 
 # %%
-display(study.cohort.summary())
+display(table(study.cohort.summary(), "Subjects per site and group, with their mean age.",
+              "tbl-data-participants", digits=1))
 fig = plots.cohort_overview(p)
 plt.show()
 
@@ -78,21 +82,26 @@ plt.show()
 # thickness, white-matter FA and MD), adjusted for site, age, sex and head size as they
 # were. Patients are heterogeneous: a share carries no change at all, the others follow one
 # of a few latent patterns (subcortical, cortical, white matter) with a severity of their
-# own. The table shows each region's target beside the d this cohort realised, with its
-# 95 % CI. An empty table means a real cohort, with no planted truth.
+# own. {numref}`tbl-data-realised-d` shows each region's target beside the d this cohort
+# realised, with its 95 % CI. An empty table means a real cohort, with no planted truth.
 
 # %%
-display(realised_d_table(study.cohort.root))
+display(table(realised_d_table(study.cohort.root), "Each planted region's target Cohen's d "
+              "beside the d this cohort realised (patients minus controls), with its 95 % CI "
+              "(normal approximation).", "tbl-data-realised-d", empty="no planted truth"))
 
 # %% [markdown]
 # Voxel by voxel the same picture: Cohen's d between patients and controls on each map
 # (left) and the planted regions drawn over it (right). Diffuse changes (all grey matter,
-# all white matter) are named in the title rather than outlined.
+# all white matter) are named in the title rather than outlined; {numref}`tbl-data-peaks`
+# gives each region's peak.
 
 # %%
 fig = effect_maps(arrays, study.y, study.cohort.root, study.grid_mm)
 plt.show()
-display(region_peaks(arrays, study.y, study.cohort.root))
+display(table(region_peaks(arrays, study.y, study.cohort.root), "The largest voxel-wise "
+              "t and Cohen's d between patients and controls inside each planted region, on "
+              "its map.", "tbl-data-peaks", empty="no planted truth"))
 
 # %% [markdown]
 # ## How well anything could do
@@ -104,16 +113,19 @@ display(region_peaks(arrays, study.y, study.cohort.root))
 # generator's own likelihood: an expectation over the population, which a model reading
 # whole images could in principle exceed. The **strict bound** holds for any classifier:
 # patients without a change are drawn exactly like controls, so in expectation no model
-# exceeds it (a finite test set can, by chance).
+# exceeds it (a finite test set can, by chance). {numref}`tbl-data-oracle` gives all three.
 
 # %%
-display(oracle_table(study.cohort.root, study.plan))
+display(table(oracle_table(study.cohort.root, study.plan), "The oracle on the study's "
+              "folds and independent site, the Bayes ceiling and the strict bound; the "
+              "interval is of balanced accuracy.", "tbl-data-oracle",
+              ci_of="balanced_accuracy", empty="no planted truth"))
 
 # %% [markdown]
 # ## Quality control
 # Mean value in the brain per subject, by site (scanner effects show up here), and each
 # map's correlation with the cohort mean: a misregistered or broken map falls far below
-# the others and is flagged in red.
+# the others and is flagged in red; {numref}`tbl-data-outliers` lists the flagged maps.
 
 # %%
 qc = qc_table(arrays, study.ids, study.mask)
@@ -121,16 +133,20 @@ fig = plots.qc_overview(qc, p.reset_index(drop=True))
 plt.show()
 flagged = qc[qc.outlier]
 display(Markdown(f"Maps flagged as outliers: **{len(flagged)}**."))
-display(flagged)
+display(table(flagged, "Maps flagged as outliers: their mean in the brain, its standard "
+              "deviation and their correlation with the cohort mean.", "tbl-data-outliers",
+              index=False, drop=["outlier"], empty="no map flagged"))
 
 # %% [markdown]
 # ## The split plan
 # Folds are made on subjects, stratified by group and site. When the cohort has several
 # sites, the last one is held out whole as the **independent test set**, as in the study.
-# The plan is saved beside the results (`split_plan.tsv`) and every chapter reads it.
+# The plan is saved beside the results (`split_plan.tsv`) and every chapter reads it;
+# {numref}`tbl-data-plan` counts its subjects.
 
 # %%
 plan = study.plan
 counts = plan.groupby(["repeat", "set", "fold", "group"]).size().unstack("group")
-display(counts)
+display(table(counts, "Subjects of each group in each fold of each repeat, and on the "
+              "independent site.", "tbl-data-plan"))
 display(Markdown(f"Split plan: `{study.store.root / 'split_plan.tsv'}`"))

@@ -41,6 +41,7 @@ from IPython.display import Markdown, display
 from mri3dcnn import plots
 from mri3dcnn.atlas import ATLAS_NAME
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 svm = study.svm_chapter(maps)
@@ -51,11 +52,14 @@ display(Markdown(svm["description"]))
 # `cv`: each subject predicted by the models that did not train on it, with an interval
 # from the corrected repeated-CV t-test on the fold scores; `independent`: the held-out
 # site, scored by the fold models' mean score, with a bootstrap over subjects.
-# `p_permutation` is the label-permutation test of the next section. {numref}`fig-svm-models`
-# sets every variant against the oracle.
+# {numref}`tbl-svm-summary` gives the numbers (`p_permutation` is the label-permutation test
+# of the next section) and {numref}`fig-svm-models` sets every variant against the oracle.
 
 # %% mystnb={"figure": {"caption": "Balanced accuracy of every SVM variant and the chance classifier, pooled over folds (cross-validation) and on the independent site, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-svm-models"}}
-display(plots.summary_table(svm["summary"]))
+display(table(plots.summary_table(svm["summary"]), "Every SVM variant and the chance "
+              "classifier pooled over folds (`cv`: corrected repeated-CV t-test, with `p "
+              "chance` for balanced accuracy above 0.5) and on the independent site (subject "
+              "bootstrap), with 95 % intervals.", "tbl-svm-summary"))
 fig = plots.model_forest(svm["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 display(Markdown(svm["cross_check"]))
@@ -90,15 +94,17 @@ plt.show()
 # The grey-matter SVM refitted on all cross-validation subjects (never the independent
 # site), its weights mapped back into the brain. Weights of a linear model mix signal and
 # noise suppression, so they are a description, not a test ({numref}`fig-svm-weights`);
-# the regions with the largest mean absolute weight are listed with their peak
-# coordinates.
+# {numref}`tbl-svm-regions` lists the regions with the largest mean absolute weight with
+# their peak coordinates.
 
 # %% mystnb={"figure": {"caption": "Weights of the linear SVM on grey matter, refitted on all cross-validation subjects and scaled to their largest magnitude: slices (top) and glass brain (bottom).", "name": "fig-svm-weights"}}
 weights = study.svm_weights("gm")
 fig = plots.stat_map(weights["weights"], weights["background"], study.grid_mm,
                      "linear SVM weights (grey matter)", threshold=0.3)
 plt.show()
-display(weights["regions"])
+display(table(weights["regions"], "Atlas regions with the largest mean absolute SVM "
+              "weight (scaled to the largest weight), the peak weight and its MNI "
+              "coordinates in mm.", "tbl-svm-regions"))
 display(Markdown(f"Atlas: {ATLAS_NAME}."))
 
 # %% [markdown]

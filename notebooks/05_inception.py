@@ -40,10 +40,12 @@ display(Markdown(study.training_description(models, map_sets)))
 # %% [markdown]
 # ## Learning curves, per fold and pooled
 # Each line is one fold; validation loss is measured on training subjects held out for
-# selection, never on the test fold. Then the metrics per fold against chance and the
-# oracle, and pooled over folds with 95 % intervals (corrected
-# CV t-test; bootstrap on the independent site).
+# selection, never on the test fold; {numref}`tbl-inception-fits` gives each fit's kept
+# epoch. Then the metrics per fold against chance and the oracle
+# ({numref}`tbl-inception-folds`), and pooled over folds with 95 % intervals
+# ({numref}`tbl-inception-summary`: corrected CV t-test; bootstrap on the independent
+# site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)
-plots.show_cnn_results(res, study.oracle_accuracy)
+plots.show_cnn_results(res, study.oracle_accuracy, "inception")

@@ -47,10 +47,12 @@ display(Markdown(f"{study.training_description(models, map_sets)} Inception_resn
 
 # %% [markdown]
 # ## Learning curves, per fold and pooled
-# As in chapter 5: one line per fold, validation loss on held-out training subjects; then
-# the metrics per fold and pooled over folds, with 95 % intervals (corrected
-# CV t-test; bootstrap on the independent site).
+# As in chapter 5: one line per fold, validation loss on held-out training subjects, and
+# each fit's kept epoch ({numref}`tbl-inception-resnet-fits`); then the metrics per fold
+# ({numref}`tbl-inception-resnet-folds`) and pooled over folds, with 95 % intervals
+# ({numref}`tbl-inception-resnet-summary`: corrected CV t-test; bootstrap on the
+# independent site).
 
 # %%
 res = study.cnn_chapter(models, map_sets)
-plots.show_cnn_results(res, study.oracle_accuracy)
+plots.show_cnn_results(res, study.oracle_accuracy, "inception-resnet")

@@ -23,9 +23,10 @@
 # - **channel fusion**: the maps stacked as channels of one branch;
 # - **late fusion**: the single-map models' probabilities averaged.
 #
-# {numref}`fig-fusion-models` sets them side by side. Then the selection flaw of the
-# published notebooks, measured and taken apart: how much of what they report comes from
-# keeping the epoch that did best on the held-out fold itself.
+# The family is the first of {numref}`tbl-fusion-ranking`; {numref}`tbl-fusion-summary`
+# and {numref}`fig-fusion-models` set the four side by side. Then the selection flaw of the
+# published notebooks, measured and taken apart: the same family and folds, with the epoch kept by its
+# accuracy on the held-out fold itself.
 
 # %% tags=["parameters"]
 profile = "quick"  # tiny | quick | full, or a mapping: extends: NAME plus settings
@@ -40,16 +41,21 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 family, ranking = study.best_cnn_family(family)
-display(ranking)
+display(table(ranking, "The plain families of chapters 4-6 on grey matter, ranked by "
+              "cross-validated AUC (bootstrap of 200), best first.", "tbl-fusion-ranking",
+              empty="no family stored"))
 display(Markdown(f"Family compared here: **{family}** (maps: "
                  f"{', '.join(maps or study.profile.fusion_maps)})."))
 
 # %% mystnb={"figure": {"caption": "Balanced accuracy of single-map and fused models, with 95 % intervals (corrected CV t-test; subject bootstrap on the independent site); the dashed line marks chance and the dotted line the oracle.", "name": "fig-fusion-models"}}
 fusion = study.fusion_chapter(family, maps)
-display(plots.summary_table(fusion["summary"]))
+display(table(plots.summary_table(fusion["summary"]), "Single-map and fused models "
+              "pooled over folds (`cv`: corrected repeated-CV t-test) and on the independent "
+              "site (subject bootstrap), with 95 % intervals.", "tbl-fusion-summary"))
 fig = plots.model_forest(fusion["summary"], "balanced_accuracy", study.oracle_accuracy)
 plt.show()
 
@@ -57,10 +63,14 @@ plt.show()
 # ## Paired comparisons on the same subjects
 # Each fusion against the best single map (by cross-validated AUC), as the difference in
 # balanced accuracy with a 95 % interval: the corrected repeated-CV t-test on paired fold
-# scores for cross-validation, a paired bootstrap over subjects on the independent site.
+# scores for cross-validation, a paired bootstrap over subjects on the independent site
+# ({numref}`tbl-fusion-paired`).
 
 # %%
-display(fusion["paired"])
+display(table(fusion["paired"], "Each fusion minus the best single map in balanced "
+              "accuracy on the same subjects and folds, with the 95 % interval and p-value of "
+              "the corrected repeated-CV t-test on paired fold scores.", "tbl-fusion-paired",
+              digits=3, drop=["test"]))
 
 # %% [markdown]
 # ## The published protocol: selecting the epoch on the test fold

@@ -39,6 +39,7 @@ from IPython.display import Markdown, display
 from mri3dcnn import plots
 from mri3dcnn.saliency import SANITY_MAX_CORRELATION
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 sal = study.saliency_chapter(methods)
@@ -48,26 +49,37 @@ display(Markdown(sal["description"]))
 # ## Localisation against the planted regions
 # For each method and family: the AUC of saliency ranking brain voxels against the
 # planted grey-matter regions (0.5 is chance), and the share of the top 1 % voxels that
-# fall inside them (against the regions' own share of the brain).
+# fall inside them (against the regions' own share of the brain):
+# {numref}`tbl-saliency-localisation` and {numref}`fig-saliency-localisation`.
 
 # %% mystnb={"figure": {"caption": "Localisation of each saliency method and family against the planted regions: voxel AUC, share of the top 1 % voxels inside the regions, and share of planted regions among the five most salient atlas regions.", "name": "fig-saliency-localisation"}}
-display(sal["localisation"])
+display(table(sal["localisation"], "Localisation of each method and family: voxel AUC "
+              "against the planted regions, share of the top 1 % voxels inside them, the "
+              "regions' share of the brain (chance) and the share of planted regions among "
+              "the five most salient atlas regions.", "tbl-saliency-localisation",
+              digits=3, empty="no planted truth"))
 fig = plots.localisation_heatmaps(sal["localisation"])
 plt.show()
 display(Markdown(sal["best_text"]))
 
 # %% [markdown]
 # ## The best map, its regions and the planted ones
-# {numref}`fig-saliency-best` shows the best-localised method's group map; below it, the
-# same map in three dimensions.
+# {numref}`fig-saliency-best` shows the best-localised method's group map, and
+# {numref}`tbl-saliency-regions` its most salient atlas regions; whether the planted
+# regions are among them is in {numref}`tbl-saliency-planted`. Below, the same map in three
+# dimensions.
 
 # %% mystnb={"figure": {"caption": "The best-localised group saliency map, scaled to its maximum: slices (top) and glass brain (bottom).", "name": "fig-saliency-best"}}
 fig = plots.stat_map(sal["best_map"], sal["background"], study.grid_mm,
                      f"{sal['best']['method']}, {sal['best']['family']}: group saliency "
                      "(scaled)", threshold=0.3)
 plt.show()
-display(sal["regions"])
-display(sal["planted_regions"])
+display(table(sal["regions"], "Atlas regions with the largest mean group saliency of the "
+              "best-localised method, its peak and the peak's MNI coordinates in mm.",
+              "tbl-saliency-regions"))
+display(table(sal["planted_regions"], "Each planted region, the atlas region it lies in "
+              "and whether that region is among the five most salient.",
+              "tbl-saliency-planted", empty="no planted truth"))
 
 # %% [markdown]
 # The group map in three dimensions: click to move through the brain.
@@ -85,23 +97,28 @@ interactive_map(sal["best_map"], sal["background"], study.grid_mm, sal["best"]["
 # absolute values) each method's maps with the trained model's; a method whose maps stay
 # the same passes no information about the model and fails. A model trained on shuffled
 # labels gives the second check. A method passes when both correlations stay below
-# the threshold printed under the table.
+# the threshold printed under {numref}`tbl-saliency-sanity`.
 
 # %% mystnb={"figure": {"caption": "Cascading randomisation: rank correlation of each method's maps with the trained model's as layers are randomised from the output down.", "name": "fig-saliency-randomisation"}}
 fig = plots.randomisation_curves(sal["randomisation"], sal["best"]["family"])
 plt.show()
-display(sal["sanity"])
+display(table(sal["sanity"], "Each method's rank correlation with the trained model's "
+              "maps once every layer is randomised, and with a model trained on shuffled "
+              "labels; a method passes when both stay low.", "tbl-saliency-sanity",
+              digits=3))
 display(Markdown(f"Pass: both rank correlations below {SANITY_MAX_CORRELATION}."))
 
 # %% [markdown]
 # ## A multi-branch model: one saliency map per input map
 # The branch-fusion model of chapter 7 (when it was run) explains each map through its
 # own branch; on the synthetic cohort the grey-matter and FA regions are scored against
-# their own planted masks.
+# their own planted masks ({numref}`tbl-saliency-multi`).
 
 # %%
 display(Markdown(sal["multi_text"]))
-display(sal["multi"])
+display(table(sal["multi"], "The branch-fusion model's group saliency, map by map, "
+              "scored against that map's planted regions.", "tbl-saliency-multi", digits=3,
+              empty="no multi-branch model stored"))
 
 # %% [markdown]
 # ## Individual maps

@@ -32,7 +32,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from mri3dcnn import plots
+from mri3dcnn.bookpages import claim_rows
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 summary = study.summary_chapter()
@@ -40,11 +42,13 @@ display(Markdown(summary["counts"]))
 
 # %% [markdown]
 # ## All models: cross-validation and the independent site
-# The table gives accuracy, balanced accuracy and AUC with their intervals;
-# {numref}`fig-summary-models` draws the same numbers against the oracle.
+# {numref}`tbl-summary-models` gives accuracy, balanced accuracy and AUC with their
+# intervals; {numref}`fig-summary-models` draws the same numbers against the oracle.
 
 # %%
-display(plots.ci_table(summary["summary"]))
+display(table(plots.ci_table(summary["summary"]), "Every model pooled over folds (`cv`: "
+              "corrected repeated-CV t-test) and on the independent site (fold models' "
+              "mean score, subject bootstrap), with 95 % intervals.", "tbl-summary-models"))
 display(Markdown("Exported with sensitivity, specificity and every interval: "
                  f"`{summary['export']}`"))
 
@@ -54,19 +58,27 @@ plt.show()
 
 # %% [markdown]
 # ## Fold models alone on the independent site, beside their vote
+# Each fold's model scored alone on the independent site, beside the majority vote of all
+# of them ({numref}`tbl-summary-vote`).
 
 # %%
-display(plots.fold_models_and_vote(summary["predictions"], summary["summary"]))
+display(table(plots.fold_models_and_vote(summary["predictions"], summary["summary"]),
+              "The fold models of each model alone on the independent site (mean, lowest "
+              "and highest accuracy and AUC) beside the accuracy of their majority vote.",
+              "tbl-summary-vote", empty="no independent site"))
 
 # %% [markdown]
 # ## Paired comparisons
 # Every model against the best by cross-validated AUC, on the independent site's
 # subjects: DeLong's test of correlated AUCs, Holm-corrected for the number of
 # comparisons. The best model is chosen on cross-validation, so the test set plays no part
-# in choosing what is tested.
+# in choosing what is tested ({numref}`tbl-summary-delong`).
 
 # %%
-display(summary["comparisons"])
+display(table(summary["comparisons"], "Each model against the best by cross-validated AUC "
+              "on the independent site's subjects: difference in AUC, DeLong's z, its "
+              "p-value and the Holm-corrected one.", "tbl-summary-delong", digits=3,
+              drop=["set", "test"], empty="no independent site"))
 
 # %% [markdown]
 # (claims)=
@@ -74,10 +86,13 @@ display(summary["comparisons"])
 # Each claim of {cite:t}`hu2020` is tested on the stored predictions, with the best model
 # of each kind chosen by cross-validated AUC and compared on the independent site
 # (DeLong's test {cite:p}`delong1988`, Holm-corrected). The verdicts are computed; none is
-# written by hand, and the landing page shows the same ones.
+# written by hand, and the landing page shows the same ones ({numref}`tbl-summary-claims`).
 
 # %%
-display(summary["claims"])
+display(table(claim_rows(summary["claims"]), "The study's claims on this cohort: the "
+              "computed verdict, the effect with its 95 % interval where the test gives one, "
+              "the Holm-corrected p-value, the models compared and the test.",
+              "tbl-summary-claims"))
 display(Markdown(summary["best"]))
 
 # %% tags=["remove-cell"]

@@ -44,6 +44,7 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 res = study.fair_cnn_chapter(faithful, modern, modern_recipe_originals, pretrained)
@@ -62,10 +63,13 @@ display(Markdown(res["verdict"]))
 # %% [markdown]
 # ## Accuracy and AUC, with 95 % bootstrap intervals
 # Cross-validation predictions pooled over folds, and the independent site scored by the
-# average of the fold models.
+# average of the fold models ({numref}`tbl-fair-summary`, {numref}`fig-fair-models`).
 
 # %%
-display(plots.summary_table(res["summary"]))
+display(table(plots.summary_table(res["summary"]), "The faithful families, the CNNs trained "
+              "the modern way and the linear models, pooled over folds (`cv`: corrected "
+              "repeated-CV t-test) and on the independent site (subject bootstrap), with 95 % "
+              "intervals.", "tbl-fair-summary"))
 
 # %% mystnb={"figure": {"caption": "Cross-validated and independent-site accuracy of the faithful families, the CNNs trained the modern way and the linear models, with 95 % intervals; the dashed line marks chance and the dotted line the oracle.", "name": "fig-fair-models"}}
 fig = plots.model_forest(res["summary"], "accuracy", study.oracle_accuracy)
@@ -76,10 +80,13 @@ plt.show()
 # Accuracy of `a` minus accuracy of `b` on the same subjects and folds, with a 95 %
 # interval and p-value from the corrected repeated cross-validation t-test (which accounts
 # for the overlap of training sets between folds): the best CNN trained the modern way
-# against the best linear model and the best faithful family, then each lever on its own.
+# against the best linear model and the best faithful family, then each lever on its own
+# ({numref}`tbl-fair-paired`).
 
 # %%
-display(res["paired"])
+display(table(res["paired"], "Accuracy of `a` minus accuracy of `b` on the same subjects and "
+              "folds, with the 95 % interval and p-value of the corrected repeated-CV t-test.",
+              "tbl-fair-paired", digits=3, drop=["test"]))
 
 # %% [markdown]
 # ## Learning curves of the modern fits
@@ -93,7 +100,10 @@ plt.show()
 # %% [markdown]
 # ## Cost
 # Parameters on one map, training seconds per fold (every ensemble member and any
-# pretraining included), training samples per second and epochs run, on this machine.
+# pretraining included), training samples per second and epochs run, on this machine
+# ({numref}`tbl-fair-cost`).
 
 # %%
-display(res["cost"])
+display(table(res["cost"], "Each CNN's parameters on one map, ensemble members, training "
+              "seconds per fold, training samples per second and epochs run.",
+              "tbl-fair-cost", digits=1))

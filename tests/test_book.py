@@ -26,6 +26,17 @@ def test_tiny_book(tiny_book):
         assert "tag_hide-input" in page and "tag_parameters" in page
         assert "tag_injected-parameters" not in page, f"{name} shows injected parameters"
         assert "<table" in page, f"{name} shows no table"
+        # every table is numbered and captioned, and the prose's {numref} finds each one
+        numbered = re.findall(r'<span class="caption-number">Table (\d+)', page)
+        assert numbered and len(numbered) == page.count("<table"), \
+            f"{name}: {page.count('<table')} tables, {len(numbered)} numbered"
+        cited = set(re.findall(r"\{numref\}`(tbl-[a-z0-9-]+)`",
+                               (project / "notebooks" / f"{name}.py").read_text()))
+        assert len(cited) == len(numbered), f"{name}: every table is cited in the text"
+        for label in cited:
+            assert f'id="{label}"' in page, f"{name}: no table {label}"
+            assert re.search(rf'href="#{label}"><span class="std std-numref">Table \d+', page), \
+                f"{name}: the text does not cite {label} by number"
         assert re.search(r'<img[^>]+src="[^"]+\.png"', page), f"{name} shows no figure"
         assert "Traceback (most recent call last)" not in page, f"{name} shows an error"
     # offline: MathJax is served from the site itself, no script from another host
@@ -42,7 +53,7 @@ def test_tiny_book(tiny_book):
         assert model in summary
     assert "supported" in summary or "not tested" in summary  # the claims' verdicts
     saliency = (html / "chapters" / "08_saliency.html").read_text()
-    assert "top1pct_inside" in saliency and "r vs shuffled-label model" in saliency
+    assert "top1pct inside" in saliency and "r vs shuffled-label model" in saliency
     assert "branch fusion of gm, fa" in saliency  # the multi-branch model, map by map
     # the landing page answers the study with the summary chapter's computed verdicts
     index = (html / "intro.html").read_text()  # index.html redirects to it

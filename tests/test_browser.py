@@ -33,6 +33,15 @@ def _pages(html: Path) -> list[Path]:
     return sorted(p for p in pages if 'http-equiv="Refresh"' not in p.read_text()[:500])
 
 
+#: each numbered table in a chapter's outputs: how far it runs past its text column
+_TABLE_OVERFLOW = """() => [...document.querySelectorAll('.cell_output table')].map(t => {
+  const box = t.closest('.pst-scrollable-table-container') || t.parentElement;
+  const n = t.querySelector('caption .caption-number');
+  return {table: n ? n.textContent.trim() : t.id || 'an unnumbered table',
+          over: t.scrollWidth - box.clientWidth};
+}).filter(t => t.over > 1)"""
+
+
 def _open(page, path: Path, problems: list[str]) -> None:
     page.goto(path.as_uri(), wait_until="load")
     if page.locator(".math").count():
@@ -85,6 +94,11 @@ def test_every_page_renders_offline(tiny_book):
                 page.screenshot(path=shots / "landing.png", full_page=True)
             if path.name == "02_svm.html":
                 page.screenshot(path=shots / "02_svm.png", full_page=True)
+            if path.parent.name == "chapters":  # a paper's tables fit its page
+                problems += [f"{path.name}: {t['table']} runs {t['over']} px past the text"
+                             for t in page.evaluate(_TABLE_OVERFLOW)]
+                if path.name == "09_summary.html":
+                    page.screenshot(path=shots / "09_summary.png", full_page=True)
         views = 0
         for name in ("02_svm", "08_saliency"):
             page.goto((html / "chapters" / f"{name}.html").as_uri(), wait_until="load")

@@ -16,7 +16,7 @@ LAYERS = [
     ("training", {"crossval", "training", "svm", "pretrained2d"}),
     ("results", {"results"}),
     ("evaluation", {"stats", "claims", "saliency", "sweep", "export", "fair"}),
-    ("plots", {"plots", "views"}),
+    ("plots", {"plots", "views", "tables"}),
     ("book", {"study", "grid", "runner", "bookpages", "book_ext", "cli", "__init__", "__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

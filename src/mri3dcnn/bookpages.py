@@ -9,7 +9,6 @@ chapters' own parameters cells and from the results store; they are build output
 
 from __future__ import annotations
 
-import math
 import platform
 import sys
 import tempfile
@@ -20,29 +19,12 @@ import pandas as pd
 from .atomic import write_text
 from .config import config_hash, default_paths, get_profile, project_root
 from .results import VERSIONED_PACKAGES, ResultsStore, package_versions
+from .tables import format_interval, format_p
 
 GENERATED_PAGES = ("parameters.md", "reproducibility.md")
 
 # what renders the book, beside what computes its numbers
 BUILD_PACKAGES = (*VERSIONED_PACKAGES, "papermill", "jupyter-book", "myst-nb")
-
-
-def format_interval(estimate: float, low: float, high: float, digits: int = 2,
-                    signed: bool = False) -> str:
-    """`0.79 [0.74, 0.83]`: an estimate with its interval, as a reader scans it."""
-    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
-    if not _finite(estimate):
-        return "not estimated"
-    if not (_finite(low) and _finite(high)):
-        return fmt.format(estimate)
-    return f"{fmt.format(estimate)} [{fmt.format(low)}, {fmt.format(high)}]"
-
-
-def _finite(x) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 def claim_rows(claims: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +55,7 @@ def claim_rows(claims: pd.DataFrame) -> pd.DataFrame:
         "claim": claims["claim"].astype(str),
         "verdict": claims["verdict"].astype(str),
         "effect": effect,
-        "p": [f"{v:.3g}" if _finite(v) else "—" for v in p],
+        "p": [format_p(v) for v in p],
         "models": models,
         "test": col("test").fillna("—").astype(str),
     })

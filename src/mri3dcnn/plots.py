@@ -208,12 +208,21 @@ def protocol_comparison(curves: pd.DataFrame, by_fold: pd.DataFrame,
 
 # --- chapter tables and figures ------------------------------------------------------------
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The pooled summary as chapters show it: the summary columns, by set then AUC."""
-    from .stats import SUMMARY_COLUMNS
+#: a pooled summary on the page: sensitivity, specificity and each row's test are in the
+#: exported CSV and named in the caption; the page keeps what a reader compares
+SHOWN_METRICS = ("accuracy", "balanced_accuracy", "auc")
 
-    return (summary[SUMMARY_COLUMNS].sort_values(["set", "auc"], ascending=[True, False])
-            .round(3))
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The pooled summary as chapters show it (through `tables.table`): model, maps, set,
+    subjects, the three metrics with their intervals, `p_chance` and, where a model's
+    whole pipeline was tested against permuted labels, `p_permutation`; by set then AUC."""
+    cols = ["model", "maps", "set", "n",
+            *(f"{m}{s}" for m in SHOWN_METRICS for s in ("", "_low", "_high")), "p_chance"]
+    if "p_permutation" in summary.columns and summary["p_permutation"].notna().any():
+        cols.append("p_permutation")
+    return (summary[[c for c in cols if c in summary.columns]]
+            .sort_values(["set", "auc"], ascending=[True, False]).reset_index(drop=True))
 
 
 def permutation_nulls(tests: pd.DataFrame) -> plt.Figure:
@@ -237,18 +246,16 @@ def permutation_nulls(tests: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def ci_table(summary: pd.DataFrame,
-             metrics=("accuracy", "balanced_accuracy", "auc")) -> pd.DataFrame:
-    """One row per model, one column per metric and set: `estimate [low, high]`."""
+def ci_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every model on both sets, one row each: the model as `model [maps]` (with the
+    protocol when not ours), the set, subjects and the three metrics with intervals."""
     from .stats import label
 
-    wide = []
-    for s, g in summary.groupby("set"):
-        t = g.assign(label=label(g)).set_index("label")
-        wide.append(pd.DataFrame({
-            f"{m} ({s})": [f"{r[m]:.3f} [{r[m + '_low']:.3f}, {r[m + '_high']:.3f}]"
-                           for _, r in t.iterrows()] for m in metrics}, index=t.index))
-    return pd.concat(wide, axis=1).sort_index()
+    cols = ["label", "set", "n",
+            *(f"{m}{s}" for m in SHOWN_METRICS for s in ("", "_low", "_high"))]
+    return (summary.assign(label=label(summary))[cols]
+            .sort_values(["set", "label"]).reset_index(drop=True)
+            .rename(columns={"label": "model"}))
 
 
 def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -260,10 +267,19 @@ def fold_models_and_vote(predictions: pd.DataFrame, summary: pd.DataFrame) -> pd
     if folds.empty:
         return folds
     single = (folds.assign(label=label(folds)).groupby("label")[["accuracy", "auc"]]
-              .agg(["mean", "min", "max"]).round(3))
+              .agg(["mean", "min", "max"]))
     vote = summary[summary.set == "independent"].assign(label=label)
-    single[("vote", "accuracy")] = vote.set_index("label")["accuracy"].round(3)
+    single[("vote", "accuracy")] = vote.set_index("label")["accuracy"]
     return single
+
+
+#: a fold's row on the page: which fit, on which subjects, and the metrics compared
+FOLD_COLUMNS = ["model", "maps", "repeat", "fold", "set", "n", *SHOWN_METRICS]
+
+
+def fold_table(per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Metrics per fold as chapters show them (through `tables.table`)."""
+    return per_fold[[c for c in FOLD_COLUMNS if c in per_fold.columns]].reset_index(drop=True)
 
 
 def slice_grid(images: np.ndarray, n_per_axis: int) -> plt.Figure:
@@ -307,22 +323,32 @@ def subjects_maps(volumes: list[dict[str, np.ndarray]], grid_mm: float,
     return [subject_maps(v, grid_mm, t) for v, t in zip(volumes, titles, strict=True)]
 
 
-def show_cnn_results(res: dict, oracle: float | None = None) -> None:
+def show_cnn_results(res: dict, oracle: float | None, name: str) -> None:
     """What a CNN family chapter shows, in order: learning curves and each fit's kept
     epoch, metrics per fold against chance and the oracle, metrics pooled over folds with
-    95 % bootstrap CIs. `res` is `Study.cnn_chapter`'s result."""
+    95 % intervals. `res` is `Study.cnn_chapter`'s result; the tables are labelled
+    `tbl-{name}-fits`, `tbl-{name}-folds` and `tbl-{name}-summary` for the chapter's prose."""
     from IPython.display import Markdown, display
+
+    from .tables import table
 
     display(Markdown("### Learning curves"))
     learning_curves(res["histories"])
     plt.show()
-    display(res["fits"])
+    display(table(res["fits"], "Each fit: the epoch kept (lowest validation loss on "
+                  "training subjects), epochs run, training seconds and samples per second.",
+                  f"tbl-{name}-fits", digits=1))
     display(Markdown("### Per fold, against chance and the oracle"))
-    display(res["per_fold"].round(3))
+    display(table(fold_table(res["per_fold"]), "Accuracy, balanced accuracy and AUC of each "
+                  "fold's model on its held-out subjects (`cv`) and on the independent site.",
+                  f"tbl-{name}-folds"))
     fold_metrics(res["per_fold"], oracle)
     plt.show()
-    display(Markdown("### Pooled over folds, with 95 % bootstrap confidence intervals"))
-    display(summary_table(res["summary"]))
+    display(Markdown("### Pooled over folds, with 95 % confidence intervals"))
+    display(table(summary_table(res["summary"]), "Metrics pooled over folds with 95 % "
+                  "intervals: corrected repeated-CV t-test on the fold scores (`cv`, with "
+                  "`p chance` for balanced accuracy above 0.5), subject bootstrap on the "
+                  "independent site.", f"tbl-{name}-summary"))
     if oracle is not None:
         display(Markdown(f"Oracle accuracy on this cohort: **{oracle:.3f}**."))
 

@@ -540,10 +540,11 @@ class Study:
         Returns
         -------
         dict
-            `status` (per backbone: run, with its feature size and weights, or why not),
-            `summary` (pooled metrics with CIs of every stored 2D model, and the
-            label-permutation p-value of each model run here), `permutation` (those
-            tests, with their null scores) and `description` (the permutation test).
+            `status` (one row per backbone: run, with its feature size and weights, or
+            why not), `summary` (pooled metrics with CIs of every stored 2D model, and
+            the label-permutation p-value of each model run here), `permutation`
+            (those tests, with their null scores) and `description` (the
+            permutation test).
         """
         from . import pretrained2d as p2d
         from .stats import summarise, with_permutation_tests
@@ -570,7 +571,9 @@ class Study:
             status[name] = (f"run: {feats[maps[0]].shape[1]} features per map and subject; "
                             f"{p2d.weights_source(name)}")
         permutation = self.permutation_tests(models)
-        return {"status": status, "permutation": permutation,
+        return {"status": pd.DataFrame({"backbone": list(status),
+                                        "status": list(status.values())}),
+                "permutation": permutation,
                 "summary": with_permutation_tests(summarise(self.predictions(CHAPTER_2D)),
                                                   permutation),
                 "description": self.permutation_description()}
