@@ -101,8 +101,14 @@ display(Markdown(protocol["text"]))
 
 # %% [markdown]
 # Per repeat and fold: the epochs chosen and the held-out accuracy at each, beside the
-# published fit's; then the three differences with the test behind each interval.
+# published fit's ({numref}`tbl-fusion-protocol-folds`); then the three differences with
+# the test behind each interval ({numref}`tbl-fusion-protocol-parts`).
 
 # %%
-display(protocol["per_fold"].round(3))
-display(protocol["comparison"])
+display(table(protocol["per_fold"], "Each traced run: the epoch of lowest validation loss "
+              "(`epoch_val`) and the epoch best on the held-out fold (`epoch_test`), the "
+              "held-out accuracy at each, and the published fit's.",
+              "tbl-fusion-protocol-folds", digits=3))
+display(table(protocol["comparison"], "The published protocol's gain in held-out accuracy, "
+              "taken apart; each interval and p-value from the test its row names.",
+              "tbl-fusion-protocol-parts", digits=3, ci_of="difference"))

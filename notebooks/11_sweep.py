@@ -42,6 +42,7 @@ from IPython.display import Markdown, display
 
 from mri3dcnn import plots
 from mri3dcnn.study import Study
+from mri3dcnn.tables import table
 
 study = Study.open(profile, cohort_dir, results_dir)
 res = study.sweep_chapter()
@@ -62,28 +63,36 @@ display(Markdown(res["text"]))
 # {numref}`fig-sweep-accuracy` draws cross-validated accuracy against cohort size, one
 # panel per effect scale, with 95 % intervals from the corrected repeated-CV t-test on the
 # fold scores (an interval that includes the variance of training, not only of the test
-# subjects); the table gives the same numbers.
+# subjects); {numref}`tbl-sweep-accuracy` gives the same numbers.
 
 # %% mystnb={"figure": {"caption": "Cross-validated accuracy against cohort size, one panel per scale of every planted effect: the SVMs and the CNN with 95 % intervals (corrected repeated-CV t-test), the oracle on the same folds (dotted), the Bayes ceiling (dashed) and chance (grey).", "name": "fig-sweep-accuracy"}}
 fig = plots.sweep_accuracy(res["table"])
 plt.show()
 
 # %%
-display(plots.sweep_table(res["table"]))
+display(table(plots.sweep_table(res["table"]), "Cross-validated accuracy of every model in "
+              "every cell, with its 95 % interval (corrected repeated-CV t-test).",
+              "tbl-sweep-accuracy"))
 
 # %% [markdown]
 # ## The CNN against the better SVM, cell by cell
 # Accuracy of the CNN minus that of the better SVM of its cell (chosen by cross-validated
-# accuracy), paired on the same folds; the `test` column names the test.
+# accuracy), paired on the same folds; the `test` column names the test
+# ({numref}`tbl-sweep-cnn`).
 
 # %%
-display(res["comparisons"].round(3))
+display(table(res["comparisons"], "The CNN minus the better SVM of its cell, in "
+              "cross-validated accuracy, with the interval and p-value of the test named.",
+              "tbl-sweep-cnn", digits=3, ci_of="difference"))
 
 # %% [markdown]
 # ## Every model and set
 # Cross-validation rows carry the corrected repeated-CV t-test interval and the one-sided
 # p-value of balanced accuracy above chance; independent-site rows a subject bootstrap with
-# the fold models fixed. The oracle and the Bayes ceiling are reference lines, not tested.
+# the fold models fixed. The oracle and the Bayes ceiling are reference lines, not tested
+# ({numref}`tbl-sweep-all`).
 
 # %%
-display(res["table"].round(3))
+display(table(res["table"], "Every model, cell and set: accuracy with its interval, "
+              "balanced accuracy, AUC and the p-value of balanced accuracy above chance, "
+              "each from the test its row names.", "tbl-sweep-all", digits=3))
