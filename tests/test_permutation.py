@@ -97,3 +97,30 @@ def test_summary_carries_the_permutation_p_and_names_each_test(study):
     assert pd.isna(cv.loc[("svm_linear", "independent"), "p_permutation"])
     stored = study.stored_permutation_tests(set(preds["hash"]))  # what chapter 9 joins
     assert list(stored.p_value) == [pytest.approx(1 / (N + 1))]
+
+
+def test_a_cnn_is_permuted_as_its_chapter_trains_it(tiny_cohort, tmp_path, monkeypatch):
+    """A CNN's test trains the network again on every fold for every permutation, with
+    the permuted labels, at the profile's own count for CNNs; the profile's count for
+    pipelines does not apply, and the family chapter's summary carries the p-value."""
+    import mri3dcnn.training as training
+
+    study = Study.open({"extends": "tiny", "n_permutations": 19, "n_permutations_cnn": 2,
+                        "epochs": 1}, tiny_cohort, tmp_path / "results", maps=("gm",))
+    seen = []
+    real = training.CNNFit.fit_predict
+
+    def spy(self, unit):
+        seen.append(self.y.copy())
+        return real(self, unit)
+
+    monkeypatch.setattr(training.CNNFit, "fit_predict", spy)
+    model = study.cnn("sequential_2", ("gm",))
+    res = study.permutation_test(model)
+    folds = study.profile.n_folds
+    assert res["n_permutations"] == 2 and len(res["null"]) == 2
+    assert len(seen) == 3 * folds  # the observed labels, then each permutation, every fold
+    assert np.array_equal(seen[0], study.y) and not np.array_equal(seen[folds], study.y)
+    assert res["p_value"] in (1 / 3, 2 / 3, 1.0)
+    chapter = study.cnn_chapter(["sequential_2"])
+    assert chapter["summary"].loc[chapter["summary"]["set"] == "cv", "p_permutation"].notna().all()

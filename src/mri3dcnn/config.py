@@ -118,6 +118,7 @@ PROFILES: dict[str, Profile] = {
         name="quick", n_subjects=300, n_sites=3, grid_mm=6.0, n_folds=3, n_repeats=1,
         epochs=12, batch_size=8, patience=4, fusion_maps=("gm", "fa"),
         fair_epochs=12, fair_ensemble=1, n_permutations=19,
+        saliency_subjects=3, occlusion_subjects=1,
         sweep_scales=(0.5, 1.0, 2.0), sweep_sizes=(100, 300),
         sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(300,),
     ),
