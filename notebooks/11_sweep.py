@@ -77,13 +77,14 @@ display(table(plots.sweep_table(res["table"]), "Cross-validated accuracy of ever
 # %% [markdown]
 # ## The CNN against the better SVM, cell by cell
 # Accuracy of the CNN minus that of the better SVM of its cell (chosen by cross-validated
-# accuracy), paired on the same folds; the `test` column names the test
+# accuracy), paired on the same folds, with the corrected repeated-CV t-test
 # ({numref}`tbl-sweep-cnn`).
 
 # %%
 display(table(res["comparisons"], "The CNN minus the better SVM of its cell, in "
-              "cross-validated accuracy, with the interval and p-value of the test named.",
-              "tbl-sweep-cnn", digits=3, ci_of="difference"))
+              "cross-validated accuracy, with the 95 % interval and p-value of the corrected "
+              "repeated-CV t-test paired on folds.", "tbl-sweep-cnn", digits=3,
+              ci_of="difference", drop=("test", "n")))
 
 # %% [markdown]
 # ## Every model and set
@@ -93,6 +94,8 @@ display(table(res["comparisons"], "The CNN minus the better SVM of its cell, in 
 # ({numref}`tbl-sweep-all`).
 
 # %%
-display(table(res["table"], "Every model, cell and set: accuracy with its interval, "
-              "balanced accuracy, AUC and the p-value of balanced accuracy above chance, "
-              "each from the test its row names.", "tbl-sweep-all", digits=3))
+display(table(res["table"], "Every model, cell and set: accuracy with its 95 % interval "
+              "(cross-validation: corrected repeated-CV t-test; independent site: subject "
+              "bootstrap, fold models fixed), balanced accuracy, AUC and the p-value of "
+              "balanced accuracy above chance.", "tbl-sweep-all", digits=3,
+              drop=("test", "kind")))

@@ -215,11 +215,16 @@ SHOWN_METRICS = ("accuracy", "balanced_accuracy", "auc")
 
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The pooled summary as chapters show it (through `tables.table`): model, maps, set,
-    subjects, the three metrics with their intervals, `p_chance` and, where a model's
-    whole pipeline was tested against permuted labels, `p_permutation`; by set then AUC."""
+    subjects, the three metrics with their intervals and `p_chance`; where a model's whole
+    pipeline was tested against permuted labels, `p_permutation` in the place of balanced
+    accuracy (so that the table fits the page); by set then AUC."""
+    metrics = SHOWN_METRICS
+    permuted = "p_permutation" in summary.columns and summary["p_permutation"].notna().any()
+    if permuted:  # room for the permutation p on the page: balanced accuracy stays in
+        metrics = tuple(m for m in SHOWN_METRICS if m != "balanced_accuracy")  # the CSV
     cols = ["model", "maps", "set", "n",
-            *(f"{m}{s}" for m in SHOWN_METRICS for s in ("", "_low", "_high")), "p_chance"]
-    if "p_permutation" in summary.columns and summary["p_permutation"].notna().any():
+            *(f"{m}{s}" for m in metrics for s in ("", "_low", "_high")), "p_chance"]
+    if permuted:
         cols.append("p_permutation")
     return (summary[[c for c in cols if c in summary.columns]]
             .sort_values(["set", "auc"], ascending=[True, False]).reset_index(drop=True))
