@@ -2,8 +2,8 @@
 
 `chapter_models(profile)` lists each model a chapter cross-validates, from the profile
 and the chapters' default parameters (chapter 10's modern-recipe and pretrained nets
-included, each costed with its ensemble members and pretraining), without loading any data; `units` expands it over
-the folds and repeats. With a `Study` open, `unit_keys` builds the exact result keys the
+included, each costed with its ensemble members and pretraining), without loading any
+data; `units` expands it over the folds and repeats. With a `Study` open, `unit_keys` builds the exact result keys the
 chapters store under (through `Study.cnn`, `Study.svm_models` and `Study.sklearn`), so
 `plan` counts what is stored and `run_grid` fills the store the chapters then read
 without training anything.

@@ -510,6 +510,8 @@ class Study:
 
         p, maps = self.profile, list(maps)
         models = self.svm_models(maps)
+        adjusted_for = next(m.estimator.settings["covariates"] for m in models
+                            if m.spec.family == "svm_linear_global")
         n_voxels = int(self.mask.sum())
         regional, region_names = regional_means(self.arrays(maps), maps, self.grid_mm)
         for model in models:
@@ -527,7 +529,7 @@ class Study:
                 f"regions of {ATLAS_NAME} x {len(maps)} maps). {p.n_folds}-fold CV x "
                 f"{p.n_repeats} repeat(s); C from {list(p.svm_C)} by inner "
                 f"{p.svm_inner_folds}-fold CV. Whole-brain measures: the mean of each map, "
-                f"adjusted for {', '.join(self.global_features(maps)[1]['covariates'])}; "
+                f"adjusted for {', '.join(adjusted_for)}; "
                 f"C from {list(GLOBAL_C)}. " + self.permutation_description()),
             "summary": summary, "permutation": permutation,
             "per_fold": folds[folds.model.isin(["svm_linear", "chance"])
