@@ -4,7 +4,9 @@ gradient tables from a known tensor per tissue, placed in its own rigidly moved 
 
 import json
 import shutil
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -306,7 +308,11 @@ def test_find_subjects_choices_and_errors(tmp_path):
 def test_modulation_preserves_tissue_volume(tmp_path):
     raw = write_raw(tmp_path / "raw", {"sub-01": "CONTROL"}, dwi=False)
     cfg = PrepareConfig(**{**CFG.__dict__, **CODING, "modulate": True})
+    scratch = set(Path(tempfile.gettempdir()).iterdir())
     prepare(raw, tmp_path / "out", cfg, progress=False)
+    # nothing left in the system's temporary folder (ANTs' Atropos names its own files there)
+    assert not [p.name for p in set(Path(tempfile.gettempdir()).iterdir()) - scratch
+                if p.name.startswith("antsr")]
     gm = nib.load(next((tmp_path / "out").rglob("*label-GM_probseg.nii.gz"))).get_fdata()
     # the subject is the template scaled by 1.05 per axis: 1/1.05^3 of the template's GM
     # volume in subject space, which modulation must give back

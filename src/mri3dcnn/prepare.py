@@ -25,6 +25,8 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -213,6 +215,19 @@ def _affine_det(transform_file: str) -> float:
     return float(abs(np.linalg.det(np.asarray(tx.parameters[:9]).reshape(3, 3))))
 
 
+@contextmanager
+def _temporary_files_in(folder: str) -> Iterator[None]:
+    """ANTsPy names its own scratch files with `tempfile.mktemp` (Atropos leaves three
+    probability images per subject) and never deletes them; pointing `tempfile` at the
+    subject's scratch folder removes them with it."""
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+
+
 def process_t1w(t1w: nib.Nifti1Image, cfg: PrepareConfig, workdir: Path) -> dict:
     """Bias-corrected, extracted, registered and segmented T1w: the maps on the study grid,
     the transforms to MNI, and the QC images and similarity."""
@@ -338,7 +353,7 @@ def prepare_subject(subject: RawSubject, bids_dir: Path, out_dir: Path,
     start = time.time()
     final = out_dir / subject.participant_id
     with tempfile.TemporaryDirectory(prefix="mri3dcnn-prepare-") as work, \
-            atomic_directory(final) as tmp:
+            _temporary_files_in(work), atomic_directory(final) as tmp:
         work = Path(work)
         t1 = process_t1w(nib.load(subject.t1w), cfg, work)
         maps = dict(t1["maps"])
