@@ -252,6 +252,7 @@ def test_dask_with_a_killed_worker_stores_what_a_serial_run_stores(home, serial)
         client.close()
         cluster.close()
     assert out["computed"] == len(_predictions(serial[0]))
+    assert out["dashboard"].startswith("http")  # bokeh is pinned: the dashboard is served
     assert len({t["pid"] for t in out["tasks"]}) >= 2  # the units ran on several processes
     assert _predictions(results) == _predictions(serial[0])
 

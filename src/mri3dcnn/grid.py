@@ -701,7 +701,8 @@ def local_cluster(workers: int, threads: int | None = None):
 
 
 def _has_dashboard() -> bool:
-    """Dask serves its dashboard only with bokeh installed (not a default dependency)."""
+    """Dask serves its dashboard only with bokeh importable (pinned in requirements.txt;
+    an environment built otherwise may lack it)."""
     import importlib.util
 
     return importlib.util.find_spec("bokeh") is not None
