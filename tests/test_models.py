@@ -183,3 +183,75 @@ def test_each_family_compiles_with_its_own_recipe_or_the_one_given():
 def test_the_registry_holds_both_kinds():
     assert set(MODERN_FAMILIES) == {"sfcn", "resnet3d"}
     assert len(ORIGINAL_FAMILIES) == 7
+
+
+def _bn_pair(axis: int, **kwargs):
+    import keras
+
+    from mri3dcnn.models.batchnorm import FusedBatchNormalization
+
+    init = {"gamma_initializer": "random_normal", "beta_initializer": "random_normal"}
+    keras.utils.set_random_seed(0)
+    ref = keras.layers.BatchNormalization(axis=axis, **init, **kwargs)
+    fused = FusedBatchNormalization(axis=axis, **init, **kwargs)
+    return ref, fused
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("kwargs", [{}, {"scale": False, "center": False}])
+def test_fused_batch_norm_is_keras_batch_norm(axis, kwargs):
+    """Same outputs, gradients and moving statistics as Keras' layer, over three training
+    steps then inference, in both layouts; only the summation order differs."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (3, 4, 9, 10, 5)).astype("float32")
+    ref, fused = _bn_pair(axis, **kwargs)
+    ref.build(x.shape)
+    fused.build(x.shape)
+    fused.set_weights(ref.get_weights())
+    assert fused._fused_format(tf.constant(x), None) == ("NDHWC" if axis == -1 else "NCDHW")
+    for step in range(3):
+        xs = tf.constant(x + step)
+        dy = tf.constant(rng.normal(size=x.shape).astype("float32"))
+        out = []
+        for layer in (ref, fused):
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                y = layer(xs, training=True)
+                loss = tf.reduce_sum(y * dy)
+            grads = tape.gradient(loss, [xs, *layer.trainable_variables])
+            out.append((y.numpy(), [g.numpy() for g in grads]))
+        np.testing.assert_allclose(out[1][0], out[0][0], atol=1e-5)
+        for g_fused, g_ref in zip(out[1][1], out[0][1], strict=True):
+            np.testing.assert_allclose(g_fused, g_ref, rtol=1e-4, atol=1e-4)
+    for w_fused, w_ref in zip(fused.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_allclose(w_fused, w_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused(x, training=False), ref(x, training=False), atol=1e-5)
+
+
+def test_fused_batch_norm_falls_back_to_keras_where_the_kernel_does_not_apply():
+    import tensorflow as tf
+
+    ref, fused = _bn_pair(-1, epsilon=1e-6)  # below the kernel's bound
+    x = tf.constant(np.random.default_rng(1).normal(size=(4, 6, 3)).astype("float32"))
+    assert fused._fused_format(x, None) is None  # rank 3, and epsilon
+    _, other = _bn_pair(2)
+    assert other._fused_format(tf.zeros((2, 3, 4, 5, 6)), None) is None  # not a channel axis
+    ref.build(x.shape)
+    fused.build(x.shape)
+    fused.set_weights(ref.get_weights())
+    np.testing.assert_allclose(fused(x, training=True), ref(x, training=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sfcn", "resnet3d"])
+def test_modern_nets_normalise_with_the_fused_layer_and_reload(name, tmp_path):
+    import keras
+
+    model = build(name, ["gm"], (31, 37, 31), compile=False)
+    norms = [layer for layer in model.layers if "Normalization" in type(layer).__name__]
+    assert norms and all(type(n).__name__ == "FusedBatchNormalization" for n in norms)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).normal(size=(2, 31, 37, 31, 1)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

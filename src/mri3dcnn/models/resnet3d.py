@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from keras import layers
 
+from .batchnorm import FusedBatchNormalization
 from .blocks import channel_axis, halvings
 
 RESNET_CHANNELS = (32, 64, 128, 256, 256)
@@ -24,7 +25,7 @@ RESNET_CHANNELS = (32, 64, 128, 256, 256)
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str):
     x = layers.Conv3D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       name=f"{name}_conv")(x)
-    return layers.BatchNormalization(axis=channel_axis(), name=f"{name}_bn")(x)
+    return FusedBatchNormalization(axis=channel_axis(), name=f"{name}_bn")(x)
 
 
 def basic_block(x, filters: int, stride: int, name: str):

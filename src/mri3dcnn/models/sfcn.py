@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from keras import layers
 
+from .batchnorm import FusedBatchNormalization
 from .blocks import channel_axis, halvings
 
 #: the paper's pooled-block widths, then the 1x1x1 block's width
@@ -37,11 +38,11 @@ def sfcn_trunk(x, prefix: str, width: float = 1.0):
     for i, c in enumerate(pooled):
         name = f"{prefix}_block{i + 1}"
         x = layers.Conv3D(c, 3, padding="same", name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(axis=axis, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(axis=axis, name=f"{name}_bn")(x)
         x = layers.MaxPooling3D(2, name=f"{name}_pool")(x)
         x = layers.ReLU(name=f"{name}_relu")(x)
     name = f"{prefix}_block{len(pooled) + 1}"
     x = layers.Conv3D(last, 1, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(axis=axis, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(axis=axis, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return layers.GlobalAveragePooling3D(keepdims=True, name=f"{prefix}_gap")(x)
