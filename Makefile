@@ -56,9 +56,11 @@ test-fast: env
 lint: env
 	$(BIN)/ruff check src tests notebooks benchmarks
 
-## Throughput of every family beside its target; rewrites the table in benchmarks/README.md.
+## Throughput of every family beside its target, then where each one's training time goes;
+## rewrites both tables in benchmarks/README.md.
 bench: env
 	$(BIN)/python benchmarks/run.py --write benchmarks/README.md
+	$(BIN)/python benchmarks/layers.py --write benchmarks/README.md
 
 clean:
 	rm -rf book/_build book/chapters book/_static/mathjax cache results data/synthetic-*

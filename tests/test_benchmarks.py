@@ -77,3 +77,30 @@ def test_device_benchmark_dry_run_prints_a_row_per_family():
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| s")]
     assert [r.split("|")[1].strip() for r in rows] == ["sequential_2", "sfcn"]
     assert "policy mixed_bfloat16" in out.stdout
+
+
+def test_layer_times_cover_every_layer_and_count_the_first_convolution_apart():
+    """On a 6 mm Sequential_2, every layer but the input is timed, the convolution that
+    reads the input is its own kind without an input gradient, and the summary's shares of
+    layer time add up to 100 %."""
+    import keras
+    from layers import layer_times, summary
+
+    from mri3dcnn.config import study_grid
+    from mri3dcnn.models import build
+    from mri3dcnn.models.flops import model_flops
+
+    _, grid = study_grid(6.0)
+    model = build("sequential_2", ["gm"], grid, compile=False)
+    rows = layer_times(model, batch=2, repeats=1)
+    assert [r["layer"] for r in rows] == [x.name for x in model.layers[1:]]
+    assert rows[0]["kind"] == "Conv3D on the model input"
+    assert sum(r["train_flops"] for r in rows) == pytest.approx(2 * model_flops(model)["train"])
+    assert all(r["train_s"] > 0 for r in rows)
+    table = summary("sequential_2", rows, step_s=sum(r["train_s"] for r in rows), peak=1e11)
+    shares = [float(line.split("|")[2].strip(" %")) for line in table[4:]]
+    assert sum(shares) == pytest.approx(100, abs=len(shares))  # each rounded to 1 %
+    assert "(no time measurable outside the layers)" in table[0]
+    slower = summary("sequential_2", rows, step_s=2 * sum(r["train_s"] for r in rows), peak=1e11)
+    assert "(50 % of it outside the layers" in slower[0]
+    keras.backend.clear_session()
