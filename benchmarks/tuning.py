@@ -5,7 +5,8 @@
 
 Each setting runs in a fresh process (oneDNN and thread pools are fixed when TensorFlow
 starts) and changes one thing from the baseline: batch 8, intra-op threads = cores,
-inter-op 1, channels-last, oneDNN on, op determinism on, no XLA. XLA is measured against
+inter-op 1, channels-last, oneDNN on, op determinism on, no XLA, batch norm by
+TensorFlow's fused kernel (SFCN, 3D ResNet). XLA is measured against
 a baseline without op determinism too, because Keras turns XLA off when determinism is on.
 Figures are training and inference samples/s and their ratio to the baseline.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BASE = {"batch": 8, "intra": os.cpu_count() or 1, "inter": 1, "layout": "channels_last",
-        "onednn": "1", "determinism": True, "xla": False}
+        "onednn": "1", "determinism": True, "xla": False, "fused_bn": True}
 #: (label, changes from BASE)
 SETTINGS = [
     ("baseline", {}),
@@ -33,6 +34,7 @@ SETTINGS = [
     ("channels-first", {"layout": "channels_first"}),
     ("no determinism", {"determinism": False}),
     ("XLA (no determinism)", {"determinism": False, "xla": True}),
+    ("Keras batch norm", {"fused_bn": False}),  # SFCN and the 3D ResNet only
     ("baseline, again", {}),  # how far the host's load moved the numbers meanwhile
 ]
 
@@ -49,6 +51,11 @@ def run_one(setting: dict, model: str, grid_mm: float, batches: int) -> None:
     import keras
 
     keras.config.set_image_data_format(setting["layout"])
+    if not setting["fused_bn"]:
+        from mri3dcnn.models import resnet3d, sfcn
+
+        sfcn.FusedBatchNormalization = resnet3d.FusedBatchNormalization = \
+            keras.layers.BatchNormalization
     sys.path.insert(0, str(HERE))
     from run import bench_model
 
