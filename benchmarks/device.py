@@ -2,12 +2,16 @@
 
     python benchmarks/device.py [--mixed-precision bfloat16|float16] [--grid-mm 3]
                                 [--models ...] [--batch 32] [--batches 8] [--xla]
-                                [--deterministic] [--dry-run]
+                                [--deterministic] [--fold PROFILE] [--dry-run]
 
 Prints, for each family, training and inference samples/s and their share of the peak
 that applies: the float32 matmul peak (TensorFlow lets float32 matmuls and convolutions
 use TF32 tensor cores on Ampere and later, so this is the TF32 rate there), or with
-`--mixed-precision` the bfloat16/float16 peak. Exits with status 3 and a message when
+`--mixed-precision` the bfloat16/float16 peak. `--fold PROFILE` then runs the first fold
+of that profile's study end to end for each family on grey matter, as a chapter does:
+cohort (generated if missing), maps, normalisation, training with the profile's budget,
+predictions, the results store; it prints the wall time and the fold's accuracy.
+(`device_check.sh` asks for `--fold full`.) Exits with status 3 and a message when
 TensorFlow sees no GPU; `--dry-run` runs the same code on the CPU instead, to check it.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,6 +36,8 @@ def main() -> int:
     ap.add_argument("--xla", action="store_true", help="compile the steps with XLA")
     ap.add_argument("--deterministic", action="store_true", help="op determinism on")
     ap.add_argument("--dry-run", action="store_true", help="run on the CPU if no GPU is seen")
+    ap.add_argument("--fold", metavar="PROFILE", default="none",
+                    help="then one fold of this profile's study end to end ('none': skip)")
     a = ap.parse_args()
 
     import keras
@@ -71,7 +78,34 @@ def main() -> int:
         for model in a.models:
             r = bench_model(model, grid, a.batch, a.batches, jit_compile=a.xla)
             print(model_rows([r], peak)[-1], flush=True)
+        if a.fold != "none":
+            one_fold(a.fold, a.models)
     return 0
+
+
+def one_fold(profile: str, families: list[str]) -> None:
+    """The first fold of the profile's first repeat, each family on grey matter, through
+    the study as a chapter runs it; stored, so a second call reads it back."""
+    from mri3dcnn.crossval import cross_validate
+    from mri3dcnn.stats import metrics
+    from mri3dcnn.study import Study
+
+    t = time.perf_counter()
+    study = Study.open(profile, progress=True)
+    print(f"\none fold of '{profile}' ({study.profile.n_subjects} subjects, "
+          f"{study.profile.grid_mm:g} mm, {study.profile.epochs} epochs at most): cohort "
+          f"ready in {time.perf_counter() - t:.0f} s", flush=True)
+    for family in families:
+        t = time.perf_counter()
+        model = study.cnn(family, ("gm",))
+        (record,) = cross_validate(study.store, model.spec, model.estimator, study.plan,
+                                   study.context, repeats=[0], folds=[0])
+        cv = record.predictions.query("set == 'cv'")
+        acc = metrics(cv["y_true"], cv["score"], cv["pred"])["accuracy"]
+        print(f"  {family}: {time.perf_counter() - t:.0f} s end to end "
+              f"({record.info['timings']['fit_s']:.0f} s training, "
+              f"{record.info['epochs_run']} epochs), fold accuracy {acc:.3f} "
+              f"on {len(cv)} subjects", flush=True)
 
 
 if __name__ == "__main__":

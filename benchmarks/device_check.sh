@@ -4,6 +4,7 @@
 #
 #   benchmarks/device_check.sh [--mixed-precision bfloat16|float16] [--grid-mm 3]
 #                              [--models sfcn sequential_2 ...] [--batch 32] [--xla]
+#                              [--fold full|quick|tiny|none]
 #
 # Needs an NVIDIA GPU, its driver (nvidia-smi) and the CUDA build of TensorFlow
 # (`make env DEVICE=gpu`); without them it says which is missing and exits with status 3.
@@ -26,4 +27,5 @@ if ! gpus=$("$NVIDIA_SMI" --query-gpu=name,memory.total,driver_version \
 fi
 echo "GPU (nvidia-smi): $gpus"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-exec "$PYTHON" benchmarks/device.py "$@"
+# one fold of the full study end to end after the throughput table (`--fold none` skips it)
+exec "$PYTHON" benchmarks/device.py --fold full "$@"

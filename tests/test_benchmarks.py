@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,15 +70,23 @@ def test_readme_table_is_replaced_between_markers(tmp_path):
 
 
 @pytest.mark.slow
-def test_device_benchmark_dry_run_prints_a_row_per_family():
+def test_device_benchmark_dry_run_prints_a_row_per_family_then_runs_one_fold(tmp_path):
+    import shutil
+
+    shutil.copy(ROOT / "data_manifest.yaml", tmp_path)
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device.py"), "--dry-run",
                           "--grid-mm", "8", "--models", "sequential_2", "sfcn", "--batch", "2",
-                          "--batches", "1", "--mixed-precision", "bfloat16"],
+                          "--batches", "1", "--mixed-precision", "bfloat16", "--fold", "tiny"],
                          capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src"),
+                              "MRI3DCNN_HOME": str(tmp_path)})
     rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| s")]
     assert [r.split("|")[1].strip() for r in rows] == ["sequential_2", "sfcn"]
     assert "policy mixed_bfloat16" in out.stdout
+    assert "one fold of 'tiny' (24 subjects, 8 mm" in out.stdout
+    folds = [ln for ln in out.stdout.splitlines() if "fold accuracy" in ln]
+    assert [ln.split(":")[0].strip() for ln in folds] == ["sequential_2", "sfcn"]
+    assert len(list((tmp_path / "results" / "tiny").glob("**/predictions.tsv"))) == 2
 
 
 def test_layer_times_cover_every_layer_and_count_the_first_convolution_apart():
@@ -104,3 +114,27 @@ def test_layer_times_cover_every_layer_and_count_the_first_convolution_apart():
     slower = summary("sequential_2", rows, step_s=2 * sum(r["train_s"] for r in rows), peak=1e11)
     assert "(50 % of it outside the layers" in slower[0]
     keras.backend.clear_session()
+
+
+def test_precision_comparison_pairs_subjects_and_counts_changed_answers():
+    """Two runs on the same 3 folds: the mixed one flips one subject's class and moves its
+    score by 0.2; the comparison sees both accuracies, the agreement and the score gaps."""
+    from precision import compare, table
+
+    rng = np.random.default_rng(0)
+    ids = [f"sub-{i:02d}" for i in range(12)]
+    y = np.array([0, 1] * 6)
+    score = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.05, 12), 0, 1)
+    ref = pd.DataFrame({"participant_id": ids, "y_true": y, "score": score,
+                        "pred": (score > 0.5).astype(int), "set": "cv", "repeat": 0,
+                        "fold": np.arange(12) % 3, "seed": 0})
+    other = ref.copy()
+    other.loc[0, "score"] = ref.loc[0, "score"] + 0.4 if y[0] == 0 else ref.loc[0, "score"]
+    other.loc[0, "pred"] = int(other.loc[0, "score"] > 0.5)
+    r = compare(ref, other)
+    assert r["n"] == 12 and r["acc_ref"] == 1.0 and r["acc_other"] == pytest.approx(11 / 12)
+    assert r["agree"] == pytest.approx(11 / 12)
+    assert r["max_gap"] == pytest.approx(0.4) and r["mean_gap"] == pytest.approx(0.4 / 12)
+    assert r["ci_low"] <= r["difference"] <= r["ci_high"] < 1
+    row = table([{**r, "precision": "mixed_bfloat16", "fit_ref": 1.0, "fit_other": 2.0}])[-1]
+    assert row.startswith("| mixed_bfloat16 | 1.000 | 0.917 |") and "91.7 % of 12" in row

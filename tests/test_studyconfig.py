@@ -40,6 +40,7 @@ def test_unknown_setting_lists_the_valid_ones():
     ("cnn_map_sets", ["gm"], r"cnn_map_sets\[0\] must be a list of strings"),
     ("fusion_maps", ["gm", "t2"], r"fusion_maps names unknown map\(s\) \['t2'\]"),
     ("n_folds", 1, "n_folds must be at least 2"),
+    ("precision", "float16", r"precision must be one of \['float32', 'mixed_float16'"),
 ])
 def test_a_wrong_value_names_the_key_and_what_it_must_be(key, value, message):
     with pytest.raises(ConfigError, match=message):

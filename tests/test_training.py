@@ -163,3 +163,32 @@ def test_traced_callbacks_run_every_epoch_on_the_validation_loss():
     assert stop.monitor == "val_loss" and stop.patience == 7 and stop.restore_best_weights
     with pytest.raises(ValueError, match="inner"):
         FitSpec("sfcn", ("gm",), 1, 4, 1, recipe="modern", protocol="traced")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_computes_in_half_and_predicts_in_float32(data, tmp_path, precision):
+    """The layers compute in the policy's half type, the outputs and weights stay float32,
+    the global policy is back to float32 after the fit, and a float32 fit keeps its key."""
+    import keras
+    import tensorflow as tf
+
+    if precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(ValueError, match="mixed_float16 needs a GPU.*use mixed_bfloat16"):
+            _fit(data, precision=precision)
+        return
+    out = _fit(data, precision=precision)
+    out["artifacts"](tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    half = precision.split("_")[1]
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv3D"]
+    assert convs and all(layer.compute_dtype == half for layer in convs)
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.layers[-1].compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+    scores = out["predictions"]["score"]
+    assert scores.between(0, 1).all() and scores.nunique() > 1
+    assert "precision" not in FitSpec("sequential_1", ("gm",), 2, 4, 2).as_dict()
+    assert FitSpec("sequential_1", ("gm",), 2, 4, 2, precision=precision).as_dict()[
+        "precision"] == precision
+    with pytest.raises(ValueError, match="precision must be one of"):
+        FitSpec("sequential_1", ("gm",), 2, 4, 2, precision="float16")

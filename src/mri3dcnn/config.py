@@ -81,6 +81,11 @@ class Profile:
     sweep_cnn_sizes: tuple[int, ...] = ()
     #: epochs of a sweep CNN fit (0: `epochs`); patience and batch are the profile's
     sweep_epochs: int = 0
+    #: the CNNs' arithmetic, one of `PRECISIONS`: "float32", or Keras' mixed precision
+    #: (layers compute in float16 or bfloat16, weights and outputs stay float32), which
+    #: pays on GPUs with tensor cores and costs on CPUs without native half precision;
+    #: float16 runs on a GPU only (TensorFlow's CPU build has no float16 3D max pooling)
+    precision: str = "float32"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +107,9 @@ class Profile:
         changed = self.changed_settings()
         return self.name if not changed else f"{self.name}-{config_hash(changed)[:8]}"
 
+
+#: the CNN arithmetic a profile may ask for (Keras dtype-policy names)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
@@ -236,6 +244,9 @@ def profile_from_settings(settings: Mapping, source: str = "study configuration"
     if any(s < 0 for s in changes.get("sweep_scales", ())):
         raise ConfigError(f"{source}: sweep_scales must be 0 or more, got "
                           f"{list(changes['sweep_scales'])}.")
+    if changes.get("precision", PRECISIONS[0]) not in PRECISIONS:
+        raise ConfigError(f"{source}: precision must be one of {list(PRECISIONS)}, got "
+                          f"{changes['precision']!r}.")
     from .maps import MAPS
 
     for k in ("cnn_map_sets", "fusion_maps"):

@@ -334,7 +334,7 @@ class Study:
                        batch_size=p.batch_size, patience=p.patience, seed=p.seed,
                        protocol=protocol, fusion=fusion, augment=p.augment, variant=variant,
                        recipe=recipe, pretrain=pretrain,
-                       ensemble=0 if original else p.fair_ensemble)
+                       ensemble=0 if original else p.fair_ensemble, precision=p.precision)
         key = ModelSpec(CHAPTER_CNN, family, tuple(maps),
                         fusion=fusion if len(maps) > 1 else "none", protocol=protocol,
                         variant=variant, features="volumes", seed=p.seed, recipe=recipe,

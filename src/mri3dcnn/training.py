@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .config import PRECISIONS
 from .crossval import PROTOCOLS, VARIANTS, Unit
 from .preprocessing import Normaliser, augment_batch, model_inputs
 from .recipes import RECIPES, Recipe, flip_lr, get_recipe
@@ -91,6 +92,8 @@ class FitSpec:
     pretrain: str = "none"
     #: ensemble members trained: the first `ensemble` of the recipe's seeds (0: all)
     ensemble: int = 0
+    #: the arithmetic, one of `config.PRECISIONS` (a Keras dtype policy)
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -102,6 +105,9 @@ class FitSpec:
         if self.pretrain not in PRETRAIN_TASKS:
             raise ValueError(f"pretrain must be one of {PRETRAIN_TASKS}, got "
                              f"{self.pretrain!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got "
+                             f"{self.precision!r}.")
         if self.ensemble < 0:
             raise ValueError(f"ensemble must be 0 (all the recipe's seeds) or more, got "
                              f"{self.ensemble}.")
@@ -119,7 +125,8 @@ class FitSpec:
             del d["recipe"]
         else:
             d["recipe"] = get_recipe(self.recipe).as_dict()
-        for name, default in (("pretrain", "none"), ("ensemble", 0)):
+        for name, default in (("pretrain", "none"), ("ensemble", 0),
+                              ("precision", "float32")):
             if d[name] == default:
                 del d[name]
         return d
@@ -236,14 +243,27 @@ def held_out_trace(inputs, batch_size: int = 32):
 
 def _build(spec: FitSpec, training: Training, grid: tuple[int, ...], n_fit: int):
     """The spec's network compiled for the fit: the family's own compile under the default
-    recipe, else the recipe's optimizer, schedule (laid out over the fit) and loss."""
+    recipe, else the recipe's optimizer, schedule (laid out over the fit) and loss; built
+    under the spec's dtype policy (Keras wraps a float16 model's optimizer in loss
+    scaling), which is restored afterwards."""
+    import keras
+    import tensorflow as tf
+
     from .models import build
 
+    if spec.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        raise ValueError("precision mixed_float16 needs a GPU: TensorFlow's CPU kernels have "
+                         "no float16 3D max pooling. On a CPU use mixed_bfloat16, or float32.")
     steps = int(np.ceil(n_fit / training.batch_size))
-    return build(spec.model, spec.maps, grid, fusion=spec.fusion,
-                 published_wiring=spec.variant == "published-wiring",
-                 recipe=training.recipe, steps_per_epoch=steps if training.recipe else None,
-                 epochs=training.epochs if training.recipe else None)
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(spec.precision)
+    try:
+        return build(spec.model, spec.maps, grid, fusion=spec.fusion,
+                     published_wiring=spec.variant == "published-wiring",
+                     recipe=training.recipe, steps_per_epoch=steps if training.recipe else None,
+                     epochs=training.epochs if training.recipe else None)
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def _is_trunk(layer_name: str, maps: tuple[str, ...]) -> bool:

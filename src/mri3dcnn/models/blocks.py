@@ -79,9 +79,10 @@ def softmax_head(features, n_classes: int = 2, dropout: float = 0.5):
     x = layers.Dropout(dropout, name="dropout")(features)
     x = layers.Conv3D(n_classes, 1, name="classifier")(x)
     x = layers.Flatten(name="scores")(x)
-    return layers.Softmax(name="output")(x)
+    return layers.Softmax(name="output", dtype="float32")(x)  # float32 under mixed precision
 
 
 def sigmoid_head(features, name: str = "output"):
-    """Dense(2, sigmoid) on one-hot labels, as in the original."""
-    return layers.Dense(2, activation="sigmoid", name=name)(features)
+    """Dense(2, sigmoid) on one-hot labels, as in the original; in float32 under mixed
+    precision, as Keras advises for a model's outputs."""
+    return layers.Dense(2, activation="sigmoid", name=name, dtype="float32")(features)
