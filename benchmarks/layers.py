@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from run import arguments, bench_model, cpu_peak_flops, write_readme
+from run import arguments, bench_model, cpu_setup, write_readme
 
 MARKERS = ("<!-- layers:start -->", "<!-- layers:end -->")
 
@@ -105,19 +105,14 @@ def summary(name: str, rows: list[dict], step_s: float, peak: float) -> list[str
 def main() -> None:
     import keras
 
-    from mri3dcnn.config import study_grid
-    from mri3dcnn.hardware import describe
     from mri3dcnn.models import build
-    from mri3dcnn.training import configure_tensorflow
 
     ap = arguments(__doc__, batch=8, batches=4)
     ap.add_argument("--detail", action="store_true", help="print every layer")
     ap.add_argument("--write", type=Path, help="README to write the tables into")
     a = ap.parse_args()
-    configure_tensorflow()
-    _, grid = study_grid(a.grid_mm)
-    peak = cpu_peak_flops()
-    head = (f"Host: {describe()}. Grid {'x'.join(map(str, grid))} ({a.grid_mm:g} mm), batch "
+    grid, host, peak = cpu_setup(a.grid_mm)
+    head = (f"Host: {host}. Grid {'x'.join(map(str, grid))} ({a.grid_mm:g} mm), batch "
             f"{a.batch}; float32 matmul peak {peak / 1e9:.1f} GFLOP/s.")
     print(head, "\n", flush=True)
     text = []

@@ -167,19 +167,24 @@ def arguments(description: str, batch: int, batches: int) -> argparse.ArgumentPa
     return ap
 
 
-def main() -> None:
+def cpu_setup(grid_mm: float) -> tuple[tuple[int, ...], str, float]:
+    """TensorFlow configured as the study runs it, then the study grid, the host line and
+    the CPU's peak: what every CPU benchmark reports against."""
     from mri3dcnn.config import study_grid
     from mri3dcnn.hardware import describe
     from mri3dcnn.training import configure_tensorflow
 
+    configure_tensorflow()
+    _, grid = study_grid(grid_mm)
+    return grid, describe(), cpu_peak_flops()
+
+
+def main() -> None:
     ap = arguments(__doc__, batch=8, batches=6)
     ap.add_argument("--no-generator", action="store_true", help="skip the cohort generator")
     ap.add_argument("--write", type=Path, help="README to write the table into")
     a = ap.parse_args()
-    configure_tensorflow()
-    _, grid = study_grid(a.grid_mm)
-    host = describe()
-    peak = cpu_peak_flops()
+    grid, host, peak = cpu_setup(a.grid_mm)
     head = [f"Host: {host}.",
             f"Grid {'x'.join(map(str, grid))} ({a.grid_mm:g} mm), batch {a.batch}, "
             f"each figure the fastest of 2 passes over {a.batch * a.batches} samples; float32 matmul peak "
