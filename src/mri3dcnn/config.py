@@ -114,9 +114,10 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", n_subjects=24, n_sites=3, grid_mm=8.0, n_folds=2, n_repeats=1,
-        epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=2, occlusion_subjects=1,
-        fusion_maps=("gm", "fa"), n_permutations=19, fair_originals=("sequential_2",),
-        fair_pretrained=("sfcn",), fair_ensemble=2,
+        epochs=3, batch_size=8, patience=3, svm_inner_folds=2, saliency_subjects=1, occlusion_subjects=1,
+        # 9 permutations: the smallest p is 0.1; tiny checks that every step runs, not effects
+        fusion_maps=("gm", "fa"), n_permutations=9, fair_originals=("sequential_2",),
+        fair_pretrained=("sfcn",), fair_ensemble=1,
         sweep_scales=(0.0, 2.0), sweep_sizes=(40,), sweep_grid_mm=10.0,
         sweep_cnn_scales=(2.0,), sweep_cnn_sizes=(40,), sweep_epochs=1,
     ),
