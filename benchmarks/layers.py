@@ -17,25 +17,24 @@ from __future__ import annotations
 import collections
 import datetime
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from run import arguments, bench_model, cpu_setup, write_readme
+from run import arguments, bench_model, cpu_setup, fastest, write_readme
 
 MARKERS = ("<!-- layers:start -->", "<!-- layers:end -->")
 
 
 def _timed(fn, args, repeats: int) -> float:
-    """Best of `repeats` calls of a traced function, after one warm-up call."""
-    fn(*args)
-    best = np.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
+    """Best of `repeats` calls of a traced function, after one warm-up call; each call's
+    outputs are read back, so the time covers the work, not its dispatch."""
+    def call():
         out = fn(*args)
-        _ = [float(np.asarray(o).ravel()[0]) for o in (out if isinstance(out, list) else [out])]
-        best = min(best, time.perf_counter() - t)
-    return best
+        return [float(np.asarray(o).ravel()[0]) for o in (out if isinstance(out, list)
+                                                           else [out])]
+
+    call()
+    return fastest(repeats, call)
 
 
 def layer_times(model, batch: int, repeats: int = 3) -> list[dict]:

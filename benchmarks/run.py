@@ -61,7 +61,7 @@ def matmul_flops(n: int = 1024, repeats: int = 10, rounds: int = 3, dtype: str =
     return best
 
 
-def _fastest(rounds: int, run) -> float:
+def fastest(rounds: int, run) -> float:
     """Seconds of the fastest of `rounds` calls: a single timing on a shared host caught
     one family's inference at half its rate."""
     best = float("inf")
@@ -91,10 +91,10 @@ def bench_model(name: str, grid, batch: int, batches: int, jit_compile: bool = F
     x = np.random.default_rng(0).standard_normal((batch * batches, *shape)).astype(np.float32)
     y = np.eye(2, dtype=np.float32)[np.arange(len(x)) % 2]
     model.fit(x[:2 * batch], y[:2 * batch], batch_size=batch, epochs=1, verbose=0)  # warm-up
-    train = len(x) / _fastest(rounds, lambda: model.fit(x, y, batch_size=batch, epochs=1,
+    train = len(x) / fastest(rounds, lambda: model.fit(x, y, batch_size=batch, epochs=1,
                                                         verbose=0, shuffle=False))
     model.predict(x[:2 * batch], batch_size=batch, verbose=0)
-    infer = len(x) / _fastest(rounds, lambda: model.predict(x, batch_size=batch, verbose=0))
+    infer = len(x) / fastest(rounds, lambda: model.predict(x, batch_size=batch, verbose=0))
     flops = model_flops(model)
     keras.backend.clear_session()
     return {"model": name, "params": int(model.count_params()), "fwd_flops": flops["forward"],
