@@ -230,3 +230,25 @@ def test_check_dataset_names_a_missing_or_broken_sidecar(saliency_dataset, tmp_p
     problems = check_dataset(copy)
     assert any("DatasetType is None" in p for p in problems)
     assert any("GeneratedBy" in p for p in problems)
+
+
+def test_a_stored_modern_fit_loads_in_a_fresh_process(tmp_path):
+    """A process that imports only the saliency module can load a stored SFCN: its fused
+    batch norm is registered by the loader, not by whatever the process imported before."""
+    import os
+    import subprocess
+    import sys
+
+    from mri3dcnn.models import build
+    from mri3dcnn.preprocessing import Normaliser
+
+    build("sfcn", ["gm"], (21, 25, 21), compile=False).save(tmp_path / "model.keras")
+    arrays = {"gm": np.random.default_rng(0).random((4, 21, 25, 21), dtype=np.float32)}
+    Normaliser().fit(arrays, np.arange(4)).save(tmp_path / "normaliser.npz")
+    code = ("from mri3dcnn.results import Record; from mri3dcnn.saliency import load_fit; "
+            f"model, _ = load_fit(Record({{}}, {str(tmp_path)!r}, {{}})); "
+            "print(type(model.get_layer('gm_block1_bn')).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("FusedBatchNormalization")

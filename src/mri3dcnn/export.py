@@ -281,9 +281,7 @@ def export_model(records: list[Record], out: str | Path, n_boot: int = 1000) -> 
 
 def load_exported(model_dir: str | Path) -> tuple:
     """The model and its study.json from an exported folder."""
-    import keras
-
-    from .models import export_layers  # noqa: F401  (registers the layers the model holds)
+    from .models import load_model
 
     model_dir = Path(model_dir)
     for name in ("model.keras", "study.json"):
@@ -294,7 +292,7 @@ def load_exported(model_dir: str | Path) -> tuple:
     if desc.get("format") != FORMAT:
         raise ExportError(f"{model_dir / 'study.json'}: format {desc.get('format')}, this "
                           f"version reads {FORMAT}; export the model again.")
-    return keras.models.load_model(model_dir / "model.keras"), desc
+    return load_model(model_dir / "model.keras"), desc
 
 
 def _subjects(cohort_dir: Path) -> list[str]:

@@ -188,15 +188,14 @@ def compute(method: str, model, x: dict[str, np.ndarray], maps: list[str],
 
 def load_fit(record):
     """A stored fit's model and normaliser."""
-    import keras
-
+    from .models import load_model
     from .preprocessing import Normaliser
 
     path = Path(record.path)
     for f in ("model.keras", "normaliser.npz"):
         if not (path / f).exists():
             raise FileNotFoundError(f"{path / f} is missing; re-run the fit (delete {path}).")
-    return keras.models.load_model(path / "model.keras"), Normaliser.load(path / "normaliser.npz")
+    return load_model(path / "model.keras"), Normaliser.load(path / "normaliser.npz")
 
 
 #: what each method's values are (for the sidecars of the maps written): the inputs are

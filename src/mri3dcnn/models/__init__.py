@@ -128,4 +128,14 @@ def build(name: str, maps: list[str] | tuple[str, ...], grid: tuple[int, int, in
     return model
 
 
-__all__ = ["FAMILIES", "FUSIONS", "MODERN_FAMILIES", "ORIGINAL_FAMILIES", "Family", "build"]
+def load_model(path):
+    """A model this package saved, in any process: the layers it registers with Keras
+    (the fused batch norm, an exported model's normalisation and score) are imported
+    first, which a bare `keras.models.load_model` in a fresh process would not do."""
+    from . import batchnorm, export_layers  # noqa: F401  (registers their layers)
+
+    return keras.models.load_model(path)
+
+
+__all__ = ["FAMILIES", "FUSIONS", "MODERN_FAMILIES", "ORIGINAL_FAMILIES", "Family", "build",
+           "load_model"]
